@@ -1,0 +1,65 @@
+"""File I/O that every stage shares: JSON reading with clear errors, atomic writes, safe path resolution."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from speechrole.problems import DataError
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; any failure becomes a `DataError` naming the file and the position."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, "", f"cannot read: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        reason = f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+            reason += " (the file looks truncated)"
+        raise DataError(path, "", reason) from None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a whole file so that readers see either the old or the new content, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any, indent: int = 2) -> None:
+    """Write JSON the way the official tools do (UTF-8, not ASCII-escaped), atomically."""
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=indent))
+
+
+def resolve_inside(root: Path, relpath: str, *, file: object = "", field: str = "") -> Path:
+    """Resolve an opaque data path inside `root`, refusing any path that escapes it.
+
+    The check is lexical (after normalising `..`), not through symlinks, so datasets stored as
+    symlinks (e.g. a Hugging Face cache snapshot) still work while `../../etc/passwd` is refused.
+    """
+    if not isinstance(relpath, str) or not relpath.strip():
+        raise DataError(file, field, "empty audio path")
+    raw = relpath.replace("\\", "/")
+    root_abs = Path(os.path.normpath(root.absolute()))
+    candidate = Path(raw) if PurePosixPath(raw).is_absolute() else root_abs / raw
+    normalised = Path(os.path.normpath(candidate))
+    if normalised != root_abs and root_abs not in normalised.parents:
+        raise DataError(file, field, f"path {relpath!r} escapes the dataset root {root_abs}")
+    return normalised

@@ -1,0 +1,24 @@
+"""Scoring: the paper's per-metric mean of s_test/s_ref, with intervals, splits and comparisons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from speechrole.results import SystemResults, discover_systems, read_system
+from speechrole.score.aggregate import ScoreReport, Split, score_systems
+from speechrole.score.stats import BootstrapSpec
+
+
+def load_systems(paths: list[Path]) -> list[SystemResults]:
+    """Every system found under the given paths; a name seen twice gets its path appended."""
+    systems: list[SystemResults] = []
+    seen: set[str] = set()
+    for path in paths:
+        for name, base in discover_systems(Path(path)):
+            unique = name if name not in seen else f"{name} ({base})"
+            seen.add(unique)
+            systems.append(read_system(base, unique))
+    return systems
+
+
+__all__ = ["BootstrapSpec", "ScoreReport", "Split", "load_systems", "score_systems"]

@@ -1,0 +1,539 @@
+"""Scores as the paper defines them, with what the paper's release lacks (DESIGN.md section 6).
+
+Per sample and metric, r = s_test / s_ref. A metric's score is the mean of r over scored samples;
+the ratio of means and win/tie/loss against the reference are reported beside it. Groups are means of
+their metrics, overall is the mean of the 8. Intervals come from a bootstrap over roles. Unscored
+metrics are left out of every mean and counted, never divided and never 0.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from speechrole.bench.language import official_role_languages
+from speechrole.bench.official import known_defects
+from speechrole.problems import Problem
+from speechrole.results import SystemResults, problem_kind
+from speechrole.schema import GROUPS, METRICS, Benchmark, Language, Mode
+from speechrole.score.stats import (
+    BootstrapSpec,
+    cluster_sums,
+    percentile_interval,
+    ratio_replicates,
+    replicate_weights,
+    two_sided_p,
+)
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Split:
+    """A subset of samples: by mode and language, and optionally one role or one category."""
+
+    mode: str = ALL
+    language: str = ALL
+    role: str | None = None
+    category: str | None = None
+
+    @property
+    def label(self) -> str:
+        parts = [f"mode={self.mode}", f"language={self.language}"]
+        if self.role is not None:
+            parts.append(f"role={self.role}")
+        if self.category is not None:
+            parts.append(f"category={self.category}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"mode": self.mode, "language": self.language, "role": self.role, "category": self.category}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"value": _round(self.value), "ci_low": _round(self.low), "ci_high": _round(self.high)}
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    score: Estimate  # mean of per-sample ratios (the paper's score)
+    ratio_of_means: Estimate
+    win: float | None
+    tie: float | None
+    loss: float | None
+    n: int
+    n_unscored: int
+    n_ratio_above_1: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "score": self.score.to_dict(),
+            "ratio_of_means": self.ratio_of_means.to_dict(),
+            "win": _round(self.win),
+            "tie": _round(self.tie),
+            "loss": _round(self.loss),
+            "n": self.n,
+            "n_unscored": self.n_unscored,
+            "n_ratio_above_1": self.n_ratio_above_1,
+        }
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    split: Split
+    n_samples: int
+    n_roles: int
+    n_unscored_samples: int  # samples with no metric scored at all
+    ci_cluster: str  # "role", or "sample" when the split holds a single role
+    metrics: dict[str, MetricSummary]
+    groups: dict[str, Estimate]
+    overall: Estimate
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            **self.split.to_dict(),
+            "n_samples": self.n_samples,
+            "n_roles": self.n_roles,
+            "n_unscored_samples": self.n_unscored_samples,
+            "ci_cluster": self.ci_cluster,
+            "metrics": {m: s.to_dict() for m, s in self.metrics.items()},
+            "groups": {g: e.to_dict() for g, e in self.groups.items()},
+            "overall": self.overall.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Paired difference system - baseline of the mean ratio on the samples both scored."""
+
+    estimate: Estimate
+    p_value: float | None
+    n_shared: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.estimate.to_dict(), "p_value": _round(self.p_value), "n_shared": self.n_shared}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    system: str
+    baseline: str
+    split: Split
+    metrics: dict[str, Difference]
+    groups: dict[str, Difference]
+    overall: Difference
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "system": self.system,
+            "baseline": self.baseline,
+            **self.split.to_dict(),
+            "metrics": {m: d.to_dict() for m, d in self.metrics.items()},
+            "groups": {g: d.to_dict() for g, d in self.groups.items()},
+            "overall": self.overall.to_dict(),
+        }
+
+
+@dataclass
+class Flags:
+    """What a reader of the scores must know about the data behind them."""
+
+    unscored_samples: list[str] = field(default_factory=list)
+    unscored_metrics: dict[str, int] = field(default_factory=dict)
+    problem_kinds: dict[str, int] = field(default_factory=dict)
+    unreadable_files: list[str] = field(default_factory=list)
+    ratio_above_1: dict[str, int] = field(default_factory=dict)
+    defect_roles: dict[str, list[str]] = field(default_factory=dict)
+    missing_samples: list[str] = field(default_factory=list)  # in the benchmark, not judged
+    extra_samples: list[str] = field(default_factory=list)  # judged, not in the benchmark
+    unknown_language_roles: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "unscored_samples": self.unscored_samples,
+            "unscored_metrics": self.unscored_metrics,
+            "problem_kinds": self.problem_kinds,
+            "unreadable_files": self.unreadable_files,
+            "ratio_above_1": self.ratio_above_1,
+            "defect_roles": self.defect_roles,
+            "missing_samples": self.missing_samples,
+            "extra_samples": self.extra_samples,
+            "unknown_language_roles": self.unknown_language_roles,
+        }
+
+
+@dataclass
+class SystemScores:
+    name: str
+    source: str
+    protocol: str
+    judge_model: str
+    n_judgments: int
+    summaries: list[SplitSummary]
+    flags: Flags
+    problems: list[Problem]
+
+    def summary(self, split: Split = Split()) -> SplitSummary | None:
+        return next((s for s in self.summaries if s.split == split), None)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "system": self.name,
+            "source": self.source,
+            "protocol": self.protocol,
+            "judge_model": self.judge_model or None,
+            "n_judgments": self.n_judgments,
+            "splits": [s.to_dict() for s in self.summaries],
+            "flags": self.flags.to_dict(),
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 6)
+
+
+# --- per-sample table ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SampleTable:
+    """One row per judged sample: (test, ref) per metric, NaN where unscored; swap orders averaged."""
+
+    keys: list[str]
+    modes: np.ndarray  # str
+    roles: np.ndarray  # str
+    languages: np.ndarray  # str ("en", "zh" or "")
+    categories: np.ndarray  # str ("" when unknown)
+    test: np.ndarray  # (n, 8)
+    ref: np.ndarray  # (n, 8)
+
+    def take(self, mask: np.ndarray) -> SampleTable:
+        idx = np.flatnonzero(mask)
+        return SampleTable(
+            [self.keys[i] for i in idx],
+            self.modes[idx],
+            self.roles[idx],
+            self.languages[idx],
+            self.categories[idx],
+            self.test[idx],
+            self.ref[idx],
+        )
+
+    @property
+    def ratios(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.test / self.ref
+
+
+def split_key(key: str) -> tuple[str, str, int]:
+    mode, rest = key.split("/", 1)
+    role, index = rest.rsplit("/", 1)
+    return mode, role, int(index)
+
+
+def role_language(role: str, bench: Benchmark | None, overrides: dict[str, Language]) -> Language | None:
+    if role in overrides:
+        return overrides[role]
+    if bench is not None and role in bench.roles:
+        return bench.roles[role].language
+    return official_role_languages().get(role)
+
+
+def build_table(
+    system: SystemResults, bench: Benchmark | None, overrides: dict[str, Language]
+) -> SampleTable:
+    by_key: dict[str, list] = defaultdict(list)
+    for j in system.judgments:
+        by_key[j.sample].append(j)
+    keys = sorted(by_key, key=split_key)
+    n = len(keys)
+    test = np.full((n, len(METRICS)), np.nan)
+    ref = np.full((n, len(METRICS)), np.nan)
+    for i, key in enumerate(keys):
+        for m, metric in enumerate(METRICS):
+            pairs = [(j.scores[metric].test, j.scores[metric].ref) for j in by_key[key] if metric in j.scores]
+            if pairs:  # several judgments (e.g. both orders of the swap protocol) are averaged
+                test[i, m] = np.mean([p[0] for p in pairs])
+                ref[i, m] = np.mean([p[1] for p in pairs])
+    parsed = [split_key(k) for k in keys]
+    langs = [role_language(role, bench, overrides) for _, role, _ in parsed]
+    bench_samples = {s.key: s for s in bench.samples} if bench is not None else {}
+    cats = [bench_samples[k].category if k in bench_samples else "" for k in keys]
+    return SampleTable(
+        keys=keys,
+        modes=np.array([p[0] for p in parsed], dtype=object),
+        roles=np.array([p[1] for p in parsed], dtype=object),
+        languages=np.array([lang.value if lang else "" for lang in langs], dtype=object),
+        categories=np.array(cats, dtype=object),
+        test=test,
+        ref=ref,
+    )
+
+
+def select(table: SampleTable, split: Split) -> SampleTable:
+    mask = np.ones(len(table.keys), dtype=bool)
+    if split.mode != ALL:
+        mask &= table.modes == split.mode
+    if split.language != ALL:
+        mask &= table.languages == split.language
+    if split.role is not None:
+        mask &= table.roles == split.role
+    if split.category is not None:
+        mask &= table.categories == split.category
+    return table.take(mask)
+
+
+# --- summaries -----------------------------------------------------------------------------------------
+
+
+def _clusters(table: SampleTable) -> tuple[np.ndarray, int, str]:
+    roles, codes = np.unique(table.roles.astype(str), return_inverse=True)
+    if len(roles) >= 2:
+        return codes, len(roles), "role"
+    return np.arange(len(table.keys)), len(table.keys), "sample"
+
+
+def _mean_of(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
+def _combine(reps: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
+    """Mean over metric columns per replicate; NaN when any of them is undefined in that replicate."""
+    return reps[:, list(columns)].mean(axis=1)
+
+
+def summarize(table: SampleTable, split: Split, spec: BootstrapSpec, label: str) -> SplitSummary:
+    ratios = table.ratios
+    valid = ~np.isnan(ratios)
+    n_valid = valid.sum(axis=0)
+    clusters, n_clusters, cluster_kind = _clusters(table)
+    boot = n_clusters >= 2
+    if boot:
+        weights = replicate_weights(n_clusters, spec, label, split.label)
+        s_r, cnt = cluster_sums(ratios, clusters, n_clusters)
+        s_t, _ = cluster_sums(np.where(valid, table.test, np.nan), clusters, n_clusters)
+        s_ref, _ = cluster_sums(np.where(valid, table.ref, np.nan), clusters, n_clusters)
+        mean_reps = ratio_replicates(weights, s_r, cnt)
+        rom_reps = ratio_replicates(weights, s_t, s_ref)
+
+    metrics: dict[str, MetricSummary] = {}
+    points: dict[str, float | None] = {}
+    for m, metric in enumerate(METRICS):
+        n = int(n_valid[m])
+        col = valid[:, m]
+        r, t, f = ratios[col, m], table.test[col, m], table.ref[col, m]
+        value = float(r.mean()) if n else None
+        rom = float(t.sum() / f.sum()) if n else None
+        ci = percentile_interval(mean_reps[:, m], spec.confidence) if boot and n else (None, None)
+        rom_ci = percentile_interval(rom_reps[:, m], spec.confidence) if boot and n else (None, None)
+        metrics[metric] = MetricSummary(
+            score=Estimate(value, *ci),
+            ratio_of_means=Estimate(rom, *rom_ci),
+            win=float(np.mean(t > f)) if n else None,
+            tie=float(np.mean(t == f)) if n else None,
+            loss=float(np.mean(t < f)) if n else None,
+            n=n,
+            n_unscored=len(table.keys) - n,
+            n_ratio_above_1=int((r > 1).sum()),
+        )
+        points[metric] = value
+
+    def group_estimate(members: tuple[str, ...]) -> Estimate:
+        value = _mean_of([points[m] for m in members])
+        if not boot or value is None:
+            return Estimate(value)
+        reps = _combine(mean_reps, tuple(METRICS.index(m) for m in members))
+        return Estimate(value, *percentile_interval(reps, spec.confidence))
+
+    return SplitSummary(
+        split=split,
+        n_samples=len(table.keys),
+        n_roles=len(set(table.roles)),
+        n_unscored_samples=int((~valid.any(axis=1)).sum()),
+        ci_cluster=cluster_kind,
+        metrics=metrics,
+        groups={g: group_estimate(members) for g, members in GROUPS.items()},
+        overall=group_estimate(METRICS),
+    )
+
+
+def compare(
+    system: SampleTable, baseline: SampleTable, names: tuple[str, str], split: Split, spec: BootstrapSpec
+) -> Comparison:
+    """Paired bootstrap (over roles) of the difference in mean ratio, on the samples both systems scored."""
+    shared = sorted(set(system.keys) & set(baseline.keys), key=split_key)
+    a = system.take(np.isin(system.keys, shared))
+    b = baseline.take(np.isin(baseline.keys, shared))
+    diffs = a.ratios - b.ratios  # rows align: both sorted by the same key order
+    valid = ~np.isnan(diffs)
+    n_valid = valid.sum(axis=0)
+    clusters, n_clusters, _ = _clusters(a)
+    boot = n_clusters >= 2
+    if boot:
+        weights = replicate_weights(n_clusters, spec, "compare", *names, split.label)
+        s_d, cnt = cluster_sums(diffs, clusters, n_clusters)
+        reps = ratio_replicates(weights, s_d, cnt)
+
+    def diff(columns: tuple[int, ...]) -> Difference:
+        if any(n_valid[c] == 0 for c in columns):
+            return Difference(Estimate(None), None, int(min(n_valid[c] for c in columns)))
+        value = float(np.mean([np.nanmean(diffs[:, c]) for c in columns]))
+        if not boot:
+            return Difference(Estimate(value), None, int(min(n_valid[c] for c in columns)))
+        combined = _combine(reps, columns)
+        ci = percentile_interval(combined, spec.confidence)
+        return Difference(Estimate(value, *ci), two_sided_p(combined), int(min(n_valid[c] for c in columns)))
+
+    return Comparison(
+        system=names[0],
+        baseline=names[1],
+        split=split,
+        metrics={metric: diff((m,)) for m, metric in enumerate(METRICS)},
+        groups={g: diff(tuple(METRICS.index(x) for x in ms)) for g, ms in GROUPS.items()},
+        overall=diff(tuple(range(len(METRICS)))),
+    )
+
+
+# --- flags ---------------------------------------------------------------------------------------------
+
+
+def build_flags(system: SystemResults, table: SampleTable, bench: Benchmark | None) -> Flags:
+    flags = Flags()
+    valid = ~np.isnan(table.ratios)
+    flags.unscored_samples = [k for k, row in zip(table.keys, valid, strict=True) if not row.any()]
+    flags.unscored_metrics = {
+        m: int((~valid[:, i]).sum()) for i, m in enumerate(METRICS) if (~valid[:, i]).any()
+    }
+    kinds: dict[str, int] = defaultdict(int)
+    for j in system.judgments:
+        for reason in j.problems.values():
+            kinds[problem_kind(reason)] += 1
+    flags.problem_kinds = dict(sorted(kinds.items()))
+    flags.unreadable_files = sorted(
+        {p.file for p in system.problems if not p.field and p.severity == "error"}
+    )
+    with np.errstate(invalid="ignore"):
+        above = table.ratios > 1
+    flags.ratio_above_1 = {m: int(above[:, i].sum()) for i, m in enumerate(METRICS) if above[:, i].any()}
+    roles = sorted(set(table.roles))
+    defects = {r: list(bench.roles[r].defects) for r in roles if bench is not None and r in bench.roles}
+    for r in roles:
+        if r in known_defects() and not defects.get(r):
+            defects[r] = [known_defects()[r]]
+    flags.defect_roles = {r: d for r, d in defects.items() if d}
+    if bench is not None:
+        judged = set(table.keys)
+        expected = {s.key for s in bench.samples}
+        flags.missing_samples = sorted(expected - judged, key=split_key)
+        flags.extra_samples = sorted(judged - expected, key=split_key)
+    flags.unknown_language_roles = sorted(
+        {r for r, lang in zip(table.roles, table.languages, strict=True) if not lang}
+    )
+    return flags
+
+
+# --- entry point ---------------------------------------------------------------------------------------
+
+
+STANDARD_SPLITS: tuple[Split, ...] = tuple(
+    Split(mode, lang) for mode in (ALL, Mode.SINGLE.value, Mode.MULTI.value) for lang in (ALL, "en", "zh")
+)
+
+
+@dataclass
+class ScoreReport:
+    systems: list[SystemScores]
+    comparisons: list[Comparison]
+    spec: BootstrapSpec
+    by: tuple[str, ...]
+    baseline: str | None
+    benchmark: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "schema": "speechrole.score/1",
+            "settings": {
+                "score": "mean over samples of s_test / s_ref (per metric); groups and overall are means of metrics",
+                "interval": f"{self.spec.confidence:.0%} percentile bootstrap over roles",
+                "replicates": self.spec.replicates,
+                "confidence": self.spec.confidence,
+                "seed": self.spec.seed,
+                "by": list(self.by),
+                "baseline": self.baseline,
+                "benchmark": self.benchmark,
+                "metrics": list(METRICS),
+                "groups": {g: list(ms) for g, ms in GROUPS.items()},
+            },
+            "systems": [s.to_dict() for s in self.systems],
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
+
+
+def _splits_for(table: SampleTable, by: tuple[str, ...]) -> list[Split]:
+    splits = [
+        s
+        for s in STANDARD_SPLITS
+        if (s.mode == ALL and s.language == ALL)
+        or (("mode" in by or s.mode == ALL) and ("language" in by or s.language == ALL))
+    ]
+    if "role" in by:
+        splits += [Split(role=r) for r in sorted(set(table.roles))]
+    if "category" in by:
+        splits += [Split(category=c) for c in sorted(set(table.categories)) if c]
+    return splits
+
+
+def score_systems(
+    systems: list[SystemResults],
+    *,
+    bench: Benchmark | None = None,
+    languages: dict[str, Language] | None = None,
+    by: tuple[str, ...] = ("mode", "language"),
+    baseline: str | None = None,
+    spec: BootstrapSpec | None = None,
+) -> ScoreReport:
+    """Score several systems at once; with `baseline`, compare every other system to it, paired."""
+    spec = spec or BootstrapSpec()
+    overrides = languages or {}
+    tables = {s.name: build_table(s, bench, overrides) for s in systems}
+    scored: list[SystemScores] = []
+    for system in systems:
+        table = tables[system.name]
+        summaries = []
+        for split in _splits_for(table, by):
+            subset = select(table, split)
+            if subset.keys or split == Split():
+                summaries.append(summarize(subset, split, spec, system.name))
+        scored.append(
+            SystemScores(
+                name=system.name,
+                source=str(system.source),
+                protocol=system.protocol,
+                judge_model=system.judge_model,
+                n_judgments=len(system.judgments),
+                summaries=summaries,
+                flags=build_flags(system, table, bench),
+                problems=system.problems,
+            )
+        )
+    comparisons: list[Comparison] = []
+    if baseline is not None:
+        if baseline not in tables:
+            raise ValueError(f"baseline {baseline!r} is not among the systems: {sorted(tables)}")
+        for system in systems:
+            if system.name == baseline:
+                continue
+            for split in STANDARD_SPLITS:
+                a, b = select(tables[system.name], split), select(tables[baseline], split)
+                if set(a.keys) & set(b.keys):
+                    comparisons.append(compare(a, b, (system.name, baseline), split, spec))
+    return ScoreReport(scored, comparisons, spec, by, baseline, bench.name if bench else None)

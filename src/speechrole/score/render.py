@@ -1,0 +1,381 @@
+"""Present a `ScoreReport` as terminal tables, Markdown, CSV or JSON.
+
+Tables are built once as plain rows (`TextTable`) and rendered by rich (terminal) or tabulate
+(Markdown), so both show the same numbers. CSV is long-format (one row per system, split and measure);
+JSON is `ScoreReport.to_dict()`, whose keys are documented in docs/score-json.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from speechrole.schema import GROUPS, METRIC_ABBREV, METRICS
+from speechrole.score.aggregate import ALL, Comparison, Estimate, ScoreReport, Split, SystemScores
+
+MAX_PROBLEMS_SHOWN = 12
+
+
+@dataclass
+class TextTable:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def fmt_ci(est: Estimate, sep: str = " ") -> str:
+    if est.value is None:
+        return "–"
+    if est.low is None or est.high is None:
+        return fmt(est.value)
+    return f"{fmt(est.value)}{sep}[{fmt(est.low, 2)}, {fmt(est.high, 2)}]"
+
+
+def fmt_diff(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.3f}"
+
+
+def _caption(report: ScoreReport) -> str:
+    protocols = sorted({s.protocol or "unknown" for s in report.systems})
+    judges = sorted({s.judge_model or "not recorded" for s in report.systems})
+    spec = report.spec
+    return (
+        f"protocol: {', '.join(protocols)} · judge model: {', '.join(judges)} · score = mean of s_test/s_ref · "
+        f"[{spec.confidence:.0%} CI: bootstrap over roles, {spec.replicates} replicates, seed {spec.seed}]"
+    )
+
+
+def _unscored(summary_n: int, s: SystemScores) -> str:
+    unscored = sum(s.flags.unscored_metrics.values())
+    return f"{summary_n} samples, {len(s.flags.unscored_samples)} unscored, {unscored} unscored metric scores"
+
+
+def leaderboard(report: ScoreReport, sep: str = " ") -> TextTable:
+    rows = []
+    ranked = sorted(
+        report.systems,
+        key=lambda s: (
+            -(s.summary().overall.value if s.summary() and s.summary().overall.value is not None else -1)
+        ),
+    )
+    for s in ranked:
+        summ = s.summary()
+        assert summ is not None
+        rows.append(
+            [
+                s.name,
+                str(summ.n_samples),
+                str(summ.n_unscored_samples),
+                str(sum(m.n_unscored for m in summ.metrics.values())),
+                *(fmt_ci(summ.groups[g], sep) for g in GROUPS),
+                fmt_ci(summ.overall, sep),
+            ]
+        )
+    counts = {r[1] for r in rows}
+    notes = (
+        [
+            "systems were judged on different numbers of samples: compare them with --baseline (paired, shared samples)"
+        ]
+        if len(counts) > 1
+        else []
+    )
+    return TextTable(
+        "Leaderboard (all modes, all languages)",
+        ["system", "samples", "unscored samples", "unscored scores", *GROUPS, "overall"],
+        rows,
+        _caption(report),
+        notes,
+    )
+
+
+def metric_table(report: ScoreReport, sep: str = " ") -> TextTable:
+    rows = []
+    for s in report.systems:
+        summ = s.summary()
+        assert summ is not None
+        rows.append([s.name, *(fmt_ci(summ.metrics[m].score, sep) for m in METRICS)])
+    return TextTable(
+        "Per metric: mean of s_test/s_ref (all modes, all languages)",
+        ["system", *(METRIC_ABBREV[m] for m in METRICS)],
+        rows,
+        _caption(report),
+        ["IA SF CC = interaction; SN PC EA = expressiveness; PersC KC = fidelity"],
+    )
+
+
+def detail_table(report: ScoreReport) -> TextTable:
+    """Ratio of means and win/tie/loss, which tell whether a mean of ratios is carried by a few samples."""
+    rows = []
+    for s in report.systems:
+        summ = s.summary()
+        assert summ is not None
+        for m in METRICS:
+            ms = summ.metrics[m]
+            rows.append(
+                [
+                    s.name,
+                    METRIC_ABBREV[m],
+                    fmt(ms.score.value),
+                    fmt(ms.ratio_of_means.value),
+                    f"{fmt(ms.win, 2)}/{fmt(ms.tie, 2)}/{fmt(ms.loss, 2)}",
+                    str(ms.n),
+                    str(ms.n_unscored),
+                    str(ms.n_ratio_above_1),
+                ]
+            )
+    return TextTable(
+        "Per metric detail (all modes, all languages)",
+        ["system", "metric", "mean ratio", "ratio of means", "win/tie/loss", "n", "unscored", "ratio > 1"],
+        rows,
+    )
+
+
+def _split_name(split: Split) -> str:
+    parts = [p for p in (split.mode, split.language) if p != ALL]
+    return "·".join(parts)
+
+
+def splits_table(report: ScoreReport, sep: str = " ") -> TextTable | None:
+    splits: list[Split] = []
+    for s in report.systems:
+        for summ in s.summaries:
+            plain = summ.split.role is None and summ.split.category is None and summ.split != Split()
+            if plain and summ.split not in splits:
+                splits.append(summ.split)
+    if not splits:
+        return None
+    rows = []
+    for s in report.systems:
+        cells = []
+        for split in splits:
+            summ = s.summary(split)
+            cells.append("–" if summ is None else f"{fmt_ci(summ.overall, sep)} (n={summ.n_samples})")
+        rows.append([s.name, *cells])
+    return TextTable(
+        "Overall score by mode and language", ["system", *map(_split_name, splits)], rows, _caption(report)
+    )
+
+
+def _by_table(report: ScoreReport, attr: str, title: str, sep: str) -> TextTable | None:
+    values: list[str] = []
+    for s in report.systems:
+        for summ in s.summaries:
+            v = getattr(summ.split, attr)
+            if v is not None and v not in values:
+                values.append(v)
+    if not values:
+        return None
+    defect_roles = {r for s in report.systems for r in s.flags.defect_roles}
+    rows = []
+    for v in sorted(values):
+        split = Split(**{attr: v})
+        label = f"{v} (!)" if attr == "role" and v in defect_roles else v
+        cells = []
+        for s in report.systems:
+            summ = s.summary(split)
+            cells.append("–" if summ is None else f"{fmt_ci(summ.overall, sep)} (n={summ.n_samples})")
+        rows.append([label, *cells])
+    notes = ["(!) role with known data defects, see flags"] if attr == "role" and defect_roles else []
+    return TextTable(title, [attr, *(s.name for s in report.systems)], rows, _caption(report), notes)
+
+
+def comparison_table(report: ScoreReport, sep: str = " ") -> TextTable | None:
+    comps: list[Comparison] = [c for c in report.comparisons if c.split == Split()]
+    if not comps:
+        return None
+
+    def cell(d) -> str:  # type: ignore[no-untyped-def]
+        ci = "" if d.estimate.low is None else f"{sep}[{d.estimate.low:+.3f}, {d.estimate.high:+.3f}]"
+        return f"{fmt_diff(d.estimate.value)}{ci}"
+
+    rows = [
+        [
+            c.system,
+            c.baseline,
+            str(c.overall.n_shared),
+            cell(c.overall),
+            "–" if c.overall.p_value is None else f"{c.overall.p_value:.3f}",
+            *(cell(c.groups[g]) for g in GROUPS),
+        ]
+        for c in comps
+    ]
+    return TextTable(
+        "Paired difference against the baseline (on shared samples)",
+        ["system", "baseline", "shared samples", "overall diff", "p", *GROUPS],
+        rows,
+        _caption(report),
+    )
+
+
+def flags_table(report: ScoreReport) -> TextTable:
+    rows = []
+    notes: list[str] = []
+    for s in report.systems:
+        f = s.flags
+        kinds = ", ".join(f"{k} {v}" for k, v in f.problem_kinds.items()) or "none"
+        rows.append(
+            [
+                s.name,
+                str(len(f.unscored_samples)),
+                str(sum(f.unscored_metrics.values())),
+                kinds,
+                str(len(f.unreadable_files)),
+                str(sum(f.ratio_above_1.values())),
+                ", ".join(f.defect_roles) or "none",
+                "–" if report.benchmark is None else f"{len(f.missing_samples)}/{len(f.extra_samples)}",
+            ]
+        )
+        for role, reasons in f.defect_roles.items():
+            notes += [f"data defect, {role}: {r}" for r in reasons]
+        if f.unknown_language_roles:
+            notes.append(
+                f"{s.name}: language unknown for {', '.join(f.unknown_language_roles)} (pass --bench or --language)"
+            )
+        errors = [p for p in s.problems if p.severity == "error"]
+        notes += [f"{s.name}: {p}" for p in errors[:MAX_PROBLEMS_SHOWN]]
+        if len(errors) > MAX_PROBLEMS_SHOWN:
+            notes.append(
+                f"{s.name}: ... {len(errors) - MAX_PROBLEMS_SHOWN} more problems (see --format json)"
+            )
+    return TextTable(
+        "Flags",
+        [
+            "system",
+            "unscored samples",
+            "unscored scores",
+            "problems",
+            "unreadable files",
+            "ratios > 1",
+            "defect roles",
+            "missing/extra vs bench",
+        ],
+        rows,
+        "unscored scores are left out of every mean and never counted as 0",
+        sorted(set(notes), key=notes.index),
+    )
+
+
+def all_tables(report: ScoreReport, sep: str = " ", detail: bool = False) -> list[TextTable]:
+    builders: list[Callable[[], TextTable | None]] = [
+        lambda: leaderboard(report, sep),
+        lambda: metric_table(report, sep),
+        lambda: splits_table(report, sep),
+        lambda: _by_table(report, "role", "Overall score by role", sep),
+        lambda: _by_table(report, "category", "Overall score by category", sep),
+        lambda: comparison_table(report, sep),
+        lambda: detail_table(report) if detail else None,
+        lambda: flags_table(report),
+    ]
+    return [t for t in (b() for b in builders) if t is not None]
+
+
+def render_terminal(report: ScoreReport, console: object | None = None, detail: bool = False) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = console if console is not None else Console()
+    for t in all_tables(report, sep="\n", detail=detail):
+        table = Table(title=t.title, caption=t.caption or None, show_lines=True, title_justify="left")
+        for i, col in enumerate(t.columns):
+            table.add_column(col, justify="left" if i == 0 else "right", overflow="fold")
+        for row in t.rows:
+            table.add_row(*row)
+        out.print(table)  # type: ignore[attr-defined]
+        for note in t.notes:
+            out.print(f"  {note}", markup=False, highlight=False)  # type: ignore[attr-defined]
+        out.print()  # type: ignore[attr-defined]
+
+
+def render_markdown(report: ScoreReport, detail: bool = False) -> str:
+    from tabulate import tabulate
+
+    parts = []
+    for t in all_tables(report, detail=detail):
+        parts.append(f"### {t.title}\n")
+        parts.append(tabulate(t.rows, headers=t.columns, tablefmt="github", disable_numparse=True))
+        if t.caption:
+            parts.append(f"\n_{t.caption}_")
+        parts += [f"\n- {n}" for n in t.notes]
+        parts.append("\n")
+    return "\n".join(parts)
+
+
+CSV_COLUMNS = [
+    "kind",
+    "system",
+    "baseline",
+    "mode",
+    "language",
+    "role",
+    "category",
+    "measure",
+    "value",
+    "ci_low",
+    "ci_high",
+    "ratio_of_means",
+    "win",
+    "tie",
+    "loss",
+    "n",
+    "n_unscored",
+    "p_value",
+]
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.6f}"
+
+
+def _est_csv(est: Estimate) -> dict[str, str]:
+    return {"value": _num(est.value), "ci_low": _num(est.low), "ci_high": _num(est.high)}
+
+
+def render_csv(report: ScoreReport) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for s in report.systems:
+        for summ in s.summaries:
+            base = {"kind": "score", "system": s.name, **summ.split.to_dict()}
+            for m, ms in summ.metrics.items():
+                writer.writerow(
+                    {
+                        **base,
+                        "measure": m,
+                        **_est_csv(ms.score),
+                        "ratio_of_means": _est_csv(ms.ratio_of_means)["value"],
+                        "win": _num(ms.win),
+                        "tie": _num(ms.tie),
+                        "loss": _num(ms.loss),
+                        "n": ms.n,
+                        "n_unscored": ms.n_unscored,
+                    }
+                )
+            for g, est in [*summ.groups.items(), ("overall", summ.overall)]:
+                writer.writerow({**base, "measure": g, **_est_csv(est), "n": summ.n_samples})
+    for c in report.comparisons:
+        base = {"kind": "difference", "system": c.system, "baseline": c.baseline, **c.split.to_dict()}
+        for name, d in [*c.metrics.items(), *c.groups.items(), ("overall", c.overall)]:
+            writer.writerow(
+                {
+                    **base,
+                    "measure": name,
+                    **_est_csv(d.estimate),
+                    "n": d.n_shared,
+                    "p_value": "" if d.p_value is None else f"{d.p_value:.6f}",
+                }
+            )
+    return buf.getvalue()
+
+
+def render_json(report: ScoreReport) -> str:
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
