@@ -14,8 +14,8 @@ $(VENV)/.installed-test: pyproject.toml
 setup: $(VENV)/.installed-test
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 # pytest exits non-zero on failures and with code 5 when no test ran: both fail this target.
 test: lint

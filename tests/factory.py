@@ -83,7 +83,7 @@ def make_benchmark(root: Path, *, audio: bool = True, hf_sets: bool = False, tur
                     if audio:
                         for key, value in turn.items():
                             if key.endswith("_path") or key[-1].isdigit():
-                                tone(root / value, 0.4)
+                                tone(root / value, 0.4, freq=200.0 + 5 * (i * 5 + j) + 2 * len(role))
                 samples.append(
                     {
                         "dialogue": dialogue,
@@ -112,8 +112,8 @@ def make_outputs(run_dir: Path, bench_root: Path, *, audio: bool = True) -> Path
                 turns = []
                 for j, turn in enumerate(sample["dialogue"]):
                     rel = f"model_output/{mode}_result/audio/{role}/{role}_{i}_{j}.wav"
-                    if audio:
-                        tone(run_dir / rel, 0.6, sr=24000, freq=330.0)
+                    if audio:  # a different clip per turn, so that judges and caches can tell them apart
+                        tone(run_dir / rel, 0.6, sr=24000, freq=300.0 + 7 * (i * 5 + j) + 3 * len(role))
                     turns.append(
                         {
                             "turn": j,

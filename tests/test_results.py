@@ -55,7 +55,7 @@ def test_nested_one_element_lists(tmp_path: Path) -> None:
         ((0, 9), "score 0"),
         (("8", 9), "not an integer"),
         ((8, 11), "out of range"),
-        ((8.5, 9), "not an integer"),
+        ((8.3, 9), "not an integer"),
         ([8], "malformed"),
         (None, "metric missing"),
     ],

@@ -6,14 +6,15 @@ from pydantic import ValidationError
 from speechrole.schema import METRICS, Judgment, MetricScore, Mode, sample_key
 
 
-@pytest.mark.parametrize("bad", ["8", 8.0, True, 0, 11, None])
-def test_metric_score_rejects_anything_but_an_integer_1_to_10(bad: object) -> None:
+@pytest.mark.parametrize("bad", ["8", True, 0, 11, None, 0.5])
+def test_metric_score_rejects_anything_but_a_number_1_to_10(bad: object) -> None:
     with pytest.raises(ValidationError):
         MetricScore(test=bad, ref=9)  # type: ignore[arg-type]
 
 
-def test_metric_score_accepts_integers() -> None:
+def test_metric_score_accepts_numbers_in_range() -> None:
     assert MetricScore(test=1, ref=10).test == 1
+    assert MetricScore(test=8.5, ref=9).test == 8.5  # an average of both orders
 
 
 def test_judgment_status_must_match_scores() -> None:

@@ -29,14 +29,15 @@ def read_json(path: Path) -> Any:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a whole file so that readers see either the old or the new content, never a torn one."""
+    """Write a whole file so that readers see either the old or the new content, never a torn one.
+
+    Atomic against a killed process (temp file, then rename); not fsynced, so not durable against a
+    power cut, which would cost hundreds of milliseconds per run for no gain a rerun cannot give."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

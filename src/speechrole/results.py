@@ -55,12 +55,9 @@ def problem_kind(reason: str) -> str:
 
 
 def _check_score(value: Any) -> str | None:
-    """Why a score value is unusable, or None if it is a valid integer 1..10."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (isinstance(value, float) and not value.is_integer())
-    ):
+    """Why a score value is unusable, or None if it is valid: an integer 1..10, or a half (an exported
+    average of both orders of the swap protocol)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value * 2).is_integer():
         return f"not an integer: score {value!r}" + (" is a string" if isinstance(value, str) else "")
     if value == 0:
         return "score 0 (the official parser's default for a missing score)"
@@ -108,7 +105,7 @@ def parse_metric(raw: Any) -> tuple[MetricScore | None, str | None, str | None]:
         why = _check_score(value)
         if why:
             return None, why, warning
-    return MetricScore(test=int(pair[0]), ref=int(pair[1]), reason=reason), None, warning
+    return MetricScore(test=pair[0], ref=pair[1], reason=reason), None, warning
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -198,6 +195,29 @@ def read_system(base: Path, name: str, protocol: str = "", judge_model: str = ""
     return system
 
 
+def read_run(run_dir: Path, name: str) -> SystemResults:
+    """A run directory judged by `speechrole judge`: its `judgments.jsonl`, the last line per task."""
+    from speechrole.judge.log import latest_by_task, read_judgments
+
+    judgments, problems = read_judgments(run_dir / "judgments.jsonl")
+    latest = list(latest_by_task(judgments).values())
+    return SystemResults(
+        name=name,
+        source=run_dir,
+        judgments=latest,
+        problems=problems,
+        protocol=", ".join(sorted({j.protocol for j in latest})),
+        judge_model=", ".join(sorted({j.judge_model for j in latest if j.judge_model})),
+    )
+
+
+def read_any(name: str, path: Path) -> SystemResults:
+    """A run directory with a judge log, else a results folder in the official layout."""
+    if (path / "judgments.jsonl").is_file():
+        return read_run(path, name)
+    return read_system(path, name)
+
+
 def _is_system_dir(path: Path) -> bool:
     return any((path / m.value).is_dir() and any((path / m.value).glob("*.json")) for m in Mode)
 
@@ -205,12 +225,15 @@ def _is_system_dir(path: Path) -> bool:
 def discover_systems(path: Path) -> list[tuple[str, Path]]:
     """(system name, results base) pairs found at `path`.
 
-    Accepts one system's folder (`{single,multi}/`), a run directory (`test_results/{single,multi}/`,
-    named by its `run.json`), a `test_results/` folder of several systems, or a tree holding one.
+    Accepts a run directory judged by `speechrole judge` (its `judgments.jsonl`, named by `run.json`),
+    one system's folder (`{single,multi}/`), a folder holding `test_results/{single,multi}/`, a
+    `test_results/` folder of several systems, or a tree holding one.
     """
     path = Path(path)
     if not path.is_dir():
         raise DataError(path, "", "results directory not found")
+    if (path / "judgments.jsonl").is_file():
+        return [(_run_name(path), path)]
     if _is_system_dir(path):
         return [(_run_name(path.parent) if path.name == "test_results" else path.name, path)]
     results = path / "test_results"

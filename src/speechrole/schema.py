@@ -137,26 +137,42 @@ class AgentReply(_Model):
 
 
 class MetricScore(_Model):
-    """One metric's paired judge scores, always (tested agent, reference), whatever order the judge saw."""
+    """One metric's paired judge scores, always (tested agent, reference), whatever order the judge saw.
 
-    test: int = Field(ge=SCORE_MIN, le=SCORE_MAX)
-    ref: int = Field(ge=SCORE_MIN, le=SCORE_MAX)
+    A judge call yields integers 1..10 (its parser enforces that); an exported average of both orders
+    of the swap protocol may hold halves. Strings and booleans are defects, never coerced.
+    """
+
+    test: int | float = Field(ge=SCORE_MIN, le=SCORE_MAX)
+    ref: int | float = Field(ge=SCORE_MIN, le=SCORE_MAX)
     reason: str = ""
 
     @field_validator("test", "ref", mode="before")
     @classmethod
-    def _strict_int(cls, value: object) -> object:
-        # A string or float score is a judge or file defect, never silently coerced.
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"score must be an integer, got {value!r}")
+    def _number(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"score must be a number, got {value!r}")
         return value
+
+
+class ClipRef(_Model):
+    """One clip a judge heard: which side and turn, the sha256 of the bytes sent, and what was done to it."""
+
+    side: Literal["test", "reference"]
+    turn: int
+    path: str
+    sha256: str
+    duration_s: float
+    truncated: bool = False
 
 
 class Judgment(_Model):
     """One judge verdict on one sample. Unscored judgments carry their reason and are never a score.
 
     `scores` holds only the metrics that were read and validated; `problems` says, per metric, why a
-    metric is missing. A judgment read from an official result file has protocol `official` and order `AB`.
+    metric is missing. A judgment read from an official result file has protocol `official` and order
+    `AB`; one made by `speechrole judge` also records the call: prompt and audio hashes, usage, cost,
+    latency, retries and re-asks.
     """
 
     sample: str  # sample key, see `sample_key`
@@ -164,16 +180,38 @@ class Judgment(_Model):
     scores: dict[str, MetricScore] = Field(default_factory=dict)
     problems: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
+    error_kind: str = (
+        ""  # for unscored calls: rate_limit, server, timeout, connection, rejected, unusable_answer, ...
+    )
     protocol: str = "official"
     protocol_version: str = ""
     judge_model: str = ""
     order: Literal["AB", "BA"] = "AB"  # AB: tested agent heard first, as "Model A"
+    metrics: tuple[str, ...] = METRICS  # the metrics this call asked for
     raw_text: str = ""
     source: str = ""  # where this judgment was read from (file path), for error messages
+    # --- provenance of a judge call (empty for judgments read from official files) ---
+    base_url: str = ""
+    resolved_model: str = ""  # the model id the server reported
+    cache_key: str = ""
+    prompt_sha256: str = ""
+    audio: tuple[ClipRef, ...] = ()
+    sampling: dict[str, float | int | None] = Field(default_factory=dict)
+    usage: dict[str, int] = Field(default_factory=dict)
+    cost_usd: float | None = None
+    latency_s: float = 0.0
+    retries: int = 0
+    reasks: int = 0
+    cached: bool = False
+    created: str = ""
+
+    @property
+    def task(self) -> str:
+        return task_id(self.sample, self.protocol, self.order, self.metrics)
 
     @model_validator(mode="after")
     def _consistent(self) -> Judgment:
-        unknown = sorted(set(self.scores) - set(METRICS))
+        unknown = sorted((set(self.scores) | set(self.metrics)) - set(METRICS))
         if unknown:
             raise ValueError(f"unknown metrics: {unknown}")
         if self.status == "scored" and not self.scores:
@@ -181,3 +219,9 @@ class Judgment(_Model):
         if self.status == "unscored" and self.scores:
             raise ValueError("an unscored judgment cannot carry scores")
         return self
+
+
+def task_id(sample: str, protocol: str, order: str, metrics: tuple[str, ...]) -> str:
+    """What a judgment answers within a run: the sample, protocol, order and metrics asked."""
+    asked = "all" if tuple(metrics) == METRICS else "+".join(metrics)
+    return f"{sample}|{protocol}|{order}|{asked}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechrole.results import SystemResults, discover_systems, read_system
+from speechrole.results import SystemResults, discover_systems, read_any
 from speechrole.score.aggregate import ScoreReport, Split, score_systems
 from speechrole.score.stats import BootstrapSpec
 
@@ -17,7 +17,7 @@ def load_systems(paths: list[Path]) -> list[SystemResults]:
         for name, base in discover_systems(Path(path)):
             unique = name if name not in seen else f"{name} ({base})"
             seen.add(unique)
-            systems.append(read_system(base, unique))
+            systems.append(read_any(unique, base))
     return systems
 
 

@@ -180,6 +180,7 @@ class SystemScores:
     summaries: list[SplitSummary]
     flags: Flags
     problems: list[Problem]
+    order_consistency: OrderConsistency | None = None
 
     def summary(self, split: Split = Split()) -> SplitSummary | None:
         return next((s for s in self.summaries if s.split == split), None)
@@ -193,6 +194,7 @@ class SystemScores:
             "n_judgments": self.n_judgments,
             "splits": [s.to_dict() for s in self.summaries],
             "flags": self.flags.to_dict(),
+            "order_consistency": self.order_consistency.to_dict() if self.order_consistency else None,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -262,8 +264,8 @@ def build_table(
         for m, metric in enumerate(METRICS):
             pairs = [(j.scores[metric].test, j.scores[metric].ref) for j in by_key[key] if metric in j.scores]
             if pairs:  # several judgments (e.g. both orders of the swap protocol) are averaged
-                test[i, m] = np.mean([p[0] for p in pairs])
-                ref[i, m] = np.mean([p[1] for p in pairs])
+                test[i, m] = sum(p[0] for p in pairs) / len(pairs)
+                ref[i, m] = sum(p[1] for p in pairs) / len(pairs)
     parsed = [split_key(k) for k in keys]
     langs = [role_language(role, bench, overrides) for _, role, _ in parsed]
     bench_samples = {s.key: s for s in bench.samples} if bench is not None else {}
@@ -311,14 +313,15 @@ def _combine(reps: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
     return reps[:, list(columns)].mean(axis=1)
 
 
-def summarize(table: SampleTable, split: Split, spec: BootstrapSpec, label: str) -> SplitSummary:
+def summarize(table: SampleTable, split: Split, spec: BootstrapSpec) -> SplitSummary:
     ratios = table.ratios
     valid = ~np.isnan(ratios)
     n_valid = valid.sum(axis=0)
     clusters, n_clusters, cluster_kind = _clusters(table)
     boot = n_clusters >= 2
     if boot:
-        weights = replicate_weights(n_clusters, spec, label, split.label)
+        # Seeded by the split only: the same data gives the same interval whatever the system is called.
+        weights = replicate_weights(n_clusters, spec, "summary", split.label)
         s_r, cnt = cluster_sums(ratios, clusters, n_clusters)
         s_t, _ = cluster_sums(np.where(valid, table.test, np.nan), clusters, n_clusters)
         s_ref, _ = cluster_sums(np.where(valid, table.ref, np.nan), clusters, n_clusters)
@@ -379,7 +382,7 @@ def compare(
     clusters, n_clusters, _ = _clusters(a)
     boot = n_clusters >= 2
     if boot:
-        weights = replicate_weights(n_clusters, spec, "compare", *names, split.label)
+        weights = replicate_weights(n_clusters, spec, "compare", split.label)
         s_d, cnt = cluster_sums(diffs, clusters, n_clusters)
         reps = ratio_replicates(weights, s_d, cnt)
 
@@ -403,6 +406,63 @@ def compare(
     )
 
 
+# --- judge self-agreement ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderConsistency:
+    """How often the judge preferred the same side when the two answers were heard in both orders.
+
+    Per sample and metric, consistent when the sign of s_test - s_ref is the same in order AB and BA
+    (a tie counts as a sign of its own).
+    """
+
+    n_samples: int
+    rate: float | None
+    by_metric: dict[str, float]
+    inconsistent_samples: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "n_samples": self.n_samples,
+            "rate": _round(self.rate),
+            "by_metric": {m: _round(v) for m, v in self.by_metric.items()},
+            "inconsistent_samples": self.inconsistent_samples,
+        }
+
+
+def order_consistency(judgments: list) -> OrderConsistency | None:
+    """None when no sample was judged in both orders."""
+    by_sample: dict[str, dict[str, list]] = defaultdict(lambda: {"AB": [], "BA": []})
+    for j in judgments:
+        if j.status == "scored":
+            by_sample[j.sample][j.order].append(j)
+    agree: dict[str, list[bool]] = defaultdict(list)
+    inconsistent: set[str] = set()
+    n_samples = 0
+    for key, orders in by_sample.items():
+        if not orders["AB"] or not orders["BA"]:
+            continue
+        n_samples += 1
+        for metric in METRICS:
+            ab = [j.scores[metric] for j in orders["AB"] if metric in j.scores]
+            ba = [j.scores[metric] for j in orders["BA"] if metric in j.scores]
+            if ab and ba:
+                same = np.sign(ab[-1].test - ab[-1].ref) == np.sign(ba[-1].test - ba[-1].ref)
+                agree[metric].append(bool(same))
+                if not same:
+                    inconsistent.add(key)
+    if not n_samples:
+        return None
+    flat = [a for values in agree.values() for a in values]
+    return OrderConsistency(
+        n_samples=n_samples,
+        rate=float(np.mean(flat)) if flat else None,
+        by_metric={m: float(np.mean(agree[m])) for m in METRICS if agree[m]},
+        inconsistent_samples=sorted(inconsistent, key=split_key),
+    )
+
+
 # --- flags ---------------------------------------------------------------------------------------------
 
 
@@ -417,6 +477,9 @@ def build_flags(system: SystemResults, table: SampleTable, bench: Benchmark | No
     for j in system.judgments:
         for reason in j.problems.values():
             kinds[problem_kind(reason)] += 1
+    for j in system.judgments:
+        if j.status == "unscored" and j.error_kind:
+            kinds[f"judge_{j.error_kind}"] += 1
     flags.problem_kinds = dict(sorted(kinds.items()))
     flags.unreadable_files = sorted(
         {p.file for p in system.problems if not p.field and p.severity == "error"}
@@ -512,7 +575,7 @@ def score_systems(
         for split in _splits_for(table, by):
             subset = select(table, split)
             if subset.keys or split == Split():
-                summaries.append(summarize(subset, split, spec, system.name))
+                summaries.append(summarize(subset, split, spec))
         scored.append(
             SystemScores(
                 name=system.name,
@@ -523,6 +586,7 @@ def score_systems(
                 summaries=summaries,
                 flags=build_flags(system, table, bench),
                 problems=system.problems,
+                order_consistency=order_consistency(system.judgments),
             )
         )
     comparisons: list[Comparison] = []

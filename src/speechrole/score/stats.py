@@ -41,9 +41,10 @@ def cluster_sums(values: np.ndarray, clusters: np.ndarray, n_clusters: int) -> t
 def replicate_weights(n_clusters: int, spec: BootstrapSpec, *labels: str) -> np.ndarray:
     """(replicates x clusters) draw counts: resampling clusters with replacement."""
     rng = spec.rng(*labels)
-    return rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=spec.replicates).astype(
-        float
-    )
+    draws = rng.integers(0, n_clusters, size=(spec.replicates, n_clusters))
+    flat = draws + n_clusters * np.arange(spec.replicates)[:, None]  # one bincount for all replicates
+    counts = np.bincount(flat.ravel(), minlength=spec.replicates * n_clusters)
+    return counts.reshape(spec.replicates, n_clusters).astype(float)
 
 
 def ratio_replicates(weights: np.ndarray, numer: np.ndarray, denom: np.ndarray) -> np.ndarray:
