@@ -115,6 +115,13 @@ def score(
     unknown = sorted(set(splits) - {"mode", "language", "role", "category"})
     if unknown:
         raise _fail(f"--by: unknown split(s) {unknown}; use mode, language, role, category")
+    if bench is None:
+        from speechrole.score import recorded_benchmarks
+
+        recorded = recorded_benchmarks(results)
+        if len(recorded) == 1 and Path(next(iter(recorded))).exists():
+            bench = next(iter(recorded))
+            err.print(f"benchmark from run.json: {bench}", highlight=False)
     loaded = _load_bench(bench, reference_set, language)[0] if bench else None
     if "category" in splits and loaded is None:
         raise _fail("--by category needs --bench (categories live in the test data)")
@@ -306,7 +313,13 @@ class _ProgressReporter:
         )
         self.task = self.progress.add_task("judge", total=0, status="")
 
-    def start(self, jobs: int, calls: int) -> None:
+    def start(self, jobs: int, calls: int, estimate_usd: float | None) -> None:
+        cost = (
+            "unknown (no price for this judge model)"
+            if estimate_usd is None
+            else f"at most ${estimate_usd:.4f}"
+        )
+        err.print(f"{jobs} samples, {calls} judge calls; estimated cost of the calls not yet done: {cost}")
         self.progress.update(self.task, total=calls)
         self.progress.start()
 
@@ -437,6 +450,8 @@ def _bench_from_run_json(state_dir: Path) -> str:
 
 def _print_judge_outcome(o) -> None:  # type: ignore[no-untyped-def]
     est = "unknown (no price for this model)" if o.estimate_usd is None else f"${o.estimate_usd:.4f}"
+    if o.planned == 0:
+        out.print("[yellow]nothing to judge: no sample matches the selection[/]")
     out.print(
         f"calls: {o.planned} planned · {o.scored} scored · {o.unscored} unscored · {o.from_log} already done · "
         f"{o.from_cache} from cache · {o.requests} requests · {o.reasks} re-asks · {o.retries} retries",

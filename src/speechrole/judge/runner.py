@@ -105,13 +105,13 @@ def _run_name(run_dir: Path) -> str:
 class Reporter(typing.Protocol):
     """Progress hooks (the CLI draws a bar; the library stays silent)."""
 
-    def start(self, jobs: int, calls: int) -> None: ...
+    def start(self, jobs: int, calls: int, estimate_usd: float | None) -> None: ...
 
     def advance(self, outcome: str, cost_usd: float) -> None: ...
 
 
 class _Silent:
-    def start(self, jobs: int, calls: int) -> None:
+    def start(self, jobs: int, calls: int, estimate_usd: float | None) -> None:
         pass
 
     def advance(self, outcome: str, cost_usd: float) -> None:
@@ -499,7 +499,7 @@ class JudgeRun:
         o.planned = len(jobs) * self.protocol.calls_per_sample()
         o.estimate_usd = self.estimate(jobs, done)
         self._write_run_json()
-        self.reporter.start(len(jobs), o.planned)
+        self.reporter.start(len(jobs), o.planned, o.estimate_usd)
         log = JudgmentLog(log_path)
         queue: asyncio.Queue[_Job] = asyncio.Queue()
         for job in jobs:

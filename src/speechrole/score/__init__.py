@@ -21,4 +21,19 @@ def load_systems(paths: list[Path]) -> list[SystemResults]:
     return systems
 
 
-__all__ = ["BootstrapSpec", "ScoreReport", "Split", "load_systems", "score_systems"]
+def recorded_benchmarks(paths: list[Path]) -> set[str]:
+    """Benchmarks named in the `run.json` of the given run directories (to score them without --bench)."""
+    from speechrole.fileio import read_json
+    from speechrole.problems import DataError
+
+    specs: set[str] = set()
+    for path in paths:
+        try:
+            data = read_json(Path(path) / "run.json")
+            specs.add(str(data["benchmark"]["spec"]))
+        except (DataError, KeyError, TypeError):
+            continue
+    return specs
+
+
+__all__ = ["BootstrapSpec", "ScoreReport", "Split", "load_systems", "recorded_benchmarks", "score_systems"]

@@ -232,6 +232,9 @@ def flags_table(report: ScoreReport) -> TextTable:
                 str(sum(f.ratio_above_1.values())),
                 ", ".join(f.defect_roles) or "none",
                 "–" if report.benchmark is None else f"{len(f.missing_samples)}/{len(f.extra_samples)}",
+                "–"
+                if s.order_consistency is None
+                else f"{fmt(s.order_consistency.rate, 2)} (n={s.order_consistency.n_samples})",
             ]
         )
         for role, reasons in f.defect_roles.items():
@@ -257,6 +260,7 @@ def flags_table(report: ScoreReport) -> TextTable:
             "ratios > 1",
             "defect roles",
             "missing/extra vs bench",
+            "order consistency",
         ],
         rows,
         "unscored scores are left out of every mean and never counted as 0",
