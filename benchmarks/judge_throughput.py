@@ -100,10 +100,21 @@ def stats(url: str) -> dict:
 
 
 def judge_once(
-    bench, run: Path, url: str, cache: Path, concurrency: int, limit: int | None = None
+    bench,
+    run: Path,
+    url: str,
+    cache: Path,
+    concurrency: int,
+    limit: int | None = None,
+    protocol: str = "official",
 ) -> tuple[float, object]:
     config = JudgeConfig(
-        model="bench-judge", base_url=url, concurrency=concurrency, cache_path=cache, limit=limit
+        model="bench-judge",
+        base_url=url,
+        concurrency=concurrency,
+        cache_path=cache,
+        limit=limit,
+        protocol=protocol,
     )
     started = time.perf_counter()
     outcome = asyncio.run(JudgeRun(bench, JudgeTarget.for_run(run), config).run())
@@ -120,6 +131,9 @@ def main() -> None:
     parser.add_argument("--serial-samples", type=int, default=392, help="samples for the one-at-a-time loop")
     parser.add_argument(
         "--repeats", type=int, default=3, help="repeats of the concurrent run (median reported)"
+    )
+    parser.add_argument(
+        "--protocol", default="official", help="official (1 call a sample), swap (2), per-metric (8)"
     )
     args = parser.parse_args()
 
@@ -139,21 +153,28 @@ def main() -> None:
             walls = []
             for r in range(args.repeats):
                 fresh = fresh_run(run, f"repeat{r}")
-                wall, outcome = judge_once(bench, fresh, url, tmp_path / f"cache{r}.sqlite", args.concurrency)
+                wall, outcome = judge_once(
+                    bench, fresh, url, tmp_path / f"cache{r}.sqlite", args.concurrency, protocol=args.protocol
+                )
                 walls.append(wall)
             wall = sorted(walls)[len(walls) // 2]
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             requests_first = stats(url)["requests"]
-            _, again = judge_once(bench, fresh, url, tmp_path / f"cache{r}.sqlite", args.concurrency)
+            _, again = judge_once(
+                bench, fresh, url, tmp_path / f"cache{r}.sqlite", args.concurrency, protocol=args.protocol
+            )
             rerun_requests = stats(url)["requests"] - requests_first
             k = min(args.serial_samples, n)
             serial = fresh_run(run, "serial")
-            serial_wall, _ = judge_once(bench, serial, url, tmp_path / "serial.sqlite", 1, limit=k)
+            serial_wall, _ = judge_once(
+                bench, serial, url, tmp_path / "serial.sqlite", 1, limit=k, protocol=args.protocol
+            )
             serial_full = serial_wall * n / k
             max_in_flight = stats(url)["max_in_flight"]
         finally:
             server.terminate()
-    ideal = n * args.latency / args.concurrency
+    calls = outcome.planned  # type: ignore[attr-defined]
+    ideal = calls * args.latency / args.concurrency
     print(
         f"samples: {n} · latency {args.latency:.3f} s · concurrency {args.concurrency} · clips {args.clip_seconds} s"
     )
@@ -161,7 +182,9 @@ def main() -> None:
         f"scored {outcome.scored}, unscored {outcome.unscored}, requests {outcome.requests}, server max in flight {max_in_flight}"
     )  # type: ignore[attr-defined]
     print(f"wall time (median):   {wall:7.2f} s   (repeats: {', '.join(f'{w:.2f}' for w in walls)})")
-    print(f"ideal:                {ideal:7.2f} s   -> wall / ideal = {wall / ideal:.2f} (target <= 1.30)")
+    print(
+        f"ideal (calls x latency / concurrency): {ideal:.2f} s -> wall / ideal = {wall / ideal:.2f} (target <= 1.30)"
+    )
     label = "one-at-a-time:" if k == n else f"one-at-a-time ({k} samples, scaled to {n}):"
     print(f"{label:22s}{serial_full:7.2f} s   -> speed-up = {serial_full / wall:.1f}x (target >= 20x)")
     print(f"peak memory (RSS):    {peak_mb:7.1f} MB  (target < 500)")

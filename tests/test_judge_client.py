@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from speechrole.judge.client import CallError, ChatClient, parse_retry_after
+from speechrole.chat import CallError, ChatClient, parse_retry_after
 from tests.judge_server import JudgeServer
 
 BODY = {

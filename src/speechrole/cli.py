@@ -416,10 +416,7 @@ def judge(
     except (ValueError, DataError) as exc:
         raise _fail(exc.problem.describe() if isinstance(exc, DataError) else str(exc)) from None
     if estimate_only:
-        from speechrole.judge.log import latest_by_task, read_judgments
-
-        done = latest_by_task(read_judgments(target.state_dir / "judgments.jsonl")[0])
-        estimate = run.estimate(run._jobs(run.selected_samples()), done)
+        estimate = run.estimate_pending()
         out.print(
             "no price known for this judge model" if estimate is None else f"estimated cost: ${estimate:.4f}"
         )

@@ -212,7 +212,13 @@ def _records(data: Any, origin: str) -> Iterator[tuple[str, dict[str, Any]]]:
 def read_predictions(file: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Records of a predictions file (JSONL or JSON), each with where it came from for error messages."""
     if file.suffix == ".jsonl":
-        for lineno, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError(file, "", "file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(file, "", f"cannot read: {exc}") from None
+        for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:

@@ -22,6 +22,9 @@ from speechrole.schema import METRICS, SCORE_MAX, SCORE_MIN, Judgment, MetricSco
 
 _SCORES_IN_TEXT = re.compile(r"\[Scores\]\s*:?\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)")
 
+#: Key of an exported entry whose scores average several judgments (both orders of the swap protocol).
+AVERAGE_MARK = "speechrole_average_of"
+
 PROTOCOL_V1 = "official/v1"  # free text, one call per metric (the first released judge)
 PROTOCOL_V2 = "official/v2"  # JSON, one call per sample (the later released judge)
 
@@ -54,10 +57,10 @@ def problem_kind(reason: str) -> str:
     return next((kind for kind, phrase in KIND_PHRASES.items() if reason.startswith(phrase)), "other")
 
 
-def _check_score(value: Any) -> str | None:
-    """Why a score value is unusable, or None if it is valid: an integer 1..10, or a half (an exported
-    average of both orders of the swap protocol)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value * 2).is_integer():
+def _check_score(value: Any, halves: bool = False) -> str | None:
+    """Why a score value is unusable, or None if it is valid: an integer 1..10 (or a half, when allowed)."""
+    step = 2 if halves else 1
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value * step).is_integer():
         return f"not an integer: score {value!r}" + (" is a string" if isinstance(value, str) else "")
     if value == 0:
         return "score 0 (the official parser's default for a missing score)"
@@ -81,8 +84,9 @@ def _text_scores(reason: str) -> tuple[Any, Any] | None:
     return number(a), number(b)
 
 
-def parse_metric(raw: Any) -> tuple[MetricScore | None, str | None, str | None]:
-    """(score, problem, warning) for one `{Metric}_results` value."""
+def parse_metric(raw: Any, *, halves: bool = False) -> tuple[MetricScore | None, str | None, str | None]:
+    """(score, problem, warning) for one `{Metric}_results` value; `halves` admits x.5 scores (averages
+    of both orders, in entries exported by `speechrole judge` under the swap protocol)."""
     if not isinstance(raw, dict):
         return None, f"malformed: expected an object with reason and score, got {type(raw).__name__}", None
     reason = raw.get("reason") if isinstance(raw.get("reason"), str) else ""
@@ -95,14 +99,14 @@ def parse_metric(raw: Any) -> tuple[MetricScore | None, str | None, str | None]:
         if from_text is None:
             return None, "no score (neither a score field nor '[Scores]: (a, b)' in the reason)", None
         pair = from_text
-    elif from_text is not None and tuple(pair) != from_text:
+    if not isinstance(pair, list | tuple) or len(pair) != 2:
+        return None, f"malformed: score {pair!r} is not a pair [test, reference]", None
+    if from_text is not None and tuple(pair) != from_text:
         warning = (
             f"score {list(pair)} disagrees with the reason's [Scores] {from_text}; the score field is used"
         )
-    if not isinstance(pair, list | tuple) or len(pair) != 2:
-        return None, f"malformed: score {pair!r} is not a pair [test, reference]", warning
     for value in pair:
-        why = _check_score(value)
+        why = _check_score(value, halves)
         if why:
             return None, why, warning
     return MetricScore(test=pair[0], ref=pair[1], reason=reason), None, warning
@@ -145,7 +149,7 @@ def read_result_file(
             if raw is None:
                 metric_problems[metric] = "metric missing"
             else:
-                score, why, warning = parse_metric(raw)
+                score, why, warning = parse_metric(raw, halves=AVERAGE_MARK in entry)
                 if warning:
                     problems.append(Problem(str(file), f"[{index}].{name}", warning, "warning"))
                 if score is not None:
@@ -195,27 +199,38 @@ def read_system(base: Path, name: str, protocol: str = "", judge_model: str = ""
     return system
 
 
-def read_run(run_dir: Path, name: str) -> SystemResults:
-    """A run directory judged by `speechrole judge`: its `judgments.jsonl`, the last line per task."""
+def read_run(run_dir: Path, name: str) -> list[SystemResults]:
+    """A run directory judged by `speechrole judge`: its `judgments.jsonl`, the last line per task.
+
+    A run judged under several configurations (another protocol, judge model or rubric) gives one
+    system per configuration, so that they are compared, never averaged together."""
     from speechrole.judge.log import latest_by_task, read_judgments
 
     judgments, problems = read_judgments(run_dir / "judgments.jsonl")
-    latest = list(latest_by_task(judgments).values())
-    return SystemResults(
-        name=name,
-        source=run_dir,
-        judgments=latest,
-        problems=problems,
-        protocol=", ".join(sorted({j.protocol for j in latest})),
-        judge_model=", ".join(sorted({j.judge_model for j in latest if j.judge_model})),
-    )
+    configs: dict[tuple[str, str, str], list[Judgment]] = {}
+    for j in judgments:
+        configs.setdefault((j.protocol, j.judge_model, j.protocol_version), []).append(j)
+    systems = []
+    for (protocol, model, version), group in sorted(configs.items()):
+        label = name if len(configs) == 1 else f"{name} [{protocol} · {model or 'no judge'} · {version}]"
+        systems.append(
+            SystemResults(
+                name=label,
+                source=run_dir,
+                judgments=list(latest_by_task(group).values()),
+                problems=problems,
+                protocol=protocol,
+                judge_model=model,
+            )
+        )
+    return systems or [SystemResults(name=name, source=run_dir, problems=problems)]
 
 
-def read_any(name: str, path: Path) -> SystemResults:
+def read_any(name: str, path: Path) -> list[SystemResults]:
     """A run directory with a judge log, else a results folder in the official layout."""
     if (path / "judgments.jsonl").is_file():
         return read_run(path, name)
-    return read_system(path, name)
+    return [read_system(path, name)]
 
 
 def _is_system_dir(path: Path) -> bool:

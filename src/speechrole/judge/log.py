@@ -23,12 +23,12 @@ def read_judgments(path: Path) -> tuple[list[Judgment], list[Problem]]:
     problems: list[Problem] = []
     if not path.is_file():
         return judgments, problems
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not raw.strip():
             continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
+        try:  # a line cut by a kill may end inside a multi-byte character: decode line by line
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             problems.append(
                 Problem(
                     str(path), f"line {lineno}", "incomplete line (interrupted write); ignored", "warning"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from speechrole.fileio import write_json_atomic, write_text_atomic
-from speechrole.results import SystemResults
+from speechrole.results import AVERAGE_MARK, SystemResults
 from speechrole.schema import METRICS, Benchmark, Judgment, Mode
 from speechrole.score.aggregate import score_systems
 
@@ -47,6 +47,8 @@ def _entry(index: int, judgments: list[Judgment]) -> dict[str, Any]:
         }
     if unscored:
         entry["speechrole_unscored"] = unscored  # never a score: the metric key is left out
+    if len({j.order for j in judgments if j.status == "scored"}) > 1:
+        entry[AVERAGE_MARK] = sorted({j.order for j in judgments if j.status == "scored"})
     return entry
 
 

@@ -1,17 +1,18 @@
 """Judge a run: every sample of the benchmark against its outputs, resumably, concurrently, within budget.
 
-For each sample (a "job") the clips are prepared once, one request is built per call the protocol
-makes (an order and a set of metrics: a "task"), and each task is answered from, in turn: the run's
-own `judgments.jsonl` (already done), the shared cache (judged before, anywhere), or the judge. Every
-outcome, scored or not, is appended to `judgments.jsonl` as soon as it is known; a task that failed
-is tried again on the next run. At the end the official `test_results/` layout and `summary.json`
-are written from the log.
+For each sample (a "job") the clips are prepared once and the protocol's calls ("tasks") are planned
+(`plan.py`). Each task is answered from, in turn: the run's own `judgments.jsonl` (already done), the
+shared cache (judged before, anywhere), or the judge. Every outcome, scored or not, is appended to
+the log as soon as it is known; a task that failed is tried again on the next run. At the end the
+official `test_results/` layout and `summary.json` are rebuilt from the log, keeping only judgments
+that still match the current outputs and judge configuration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,87 +20,25 @@ from pathlib import Path
 from typing import Any
 
 from speechrole import __version__
+from speechrole.audio import probe
+from speechrole.chat import CallError, ChatClient
 from speechrole.fileio import read_json, resolve_inside, write_json_atomic
 from speechrole.judge.cache import JudgeCache, cache_key, default_cache_path
-from speechrole.judge.client import CallError, ChatClient
 from speechrole.judge.clips import ClipStore
+from speechrole.judge.config import JudgeConfig, JudgeTarget
 from speechrole.judge.log import JudgmentLog, latest_by_task, read_judgments
 from speechrole.judge.parse import AnswerError, parse_answer
+from speechrole.judge.plan import Job, Planner, Task
 from speechrole.judge.prices import Price, load_prices, price_for
-from speechrole.judge.protocol import JudgeRequest, Order, Protocol, build_request, get_protocol
+from speechrole.judge.protocol import JudgeRequest, Protocol, get_protocol
 from speechrole.judge.report import export_test_results, write_summary
 from speechrole.judge.rubric import Rubric, load_rubric
-from speechrole.outputs import OutputTree, OutputTurn, find_output_tree, read_role_output
 from speechrole.problems import DataError, Problem
-from speechrole.schema import Benchmark, ClipRef, Judgment, Mode, Role, Sample, task_id
+from speechrole.schema import Benchmark, Judgment, Sample, task_id
 
-
-@dataclass
-class JudgeConfig:
-    model: str
-    base_url: str
-    api_key_env: str | None = None
-    protocol: str = "official"
-    concurrency: int = 8
-    timeout_s: float = 300.0
-    max_retries: int = 4
-    max_reasks: int = 2
-    temperature: float = 0.0
-    seed: int | None = None
-    max_tokens: int | None = None
-    max_cost_usd: float | None = None
-    limit: int | None = None
-    roles: tuple[str, ...] | None = None
-    modes: tuple[Mode, ...] | None = None
-    rubric_path: Path | None = None
-    prices_path: Path | None = None
-    cache_path: Path | None = None
-    use_cache: bool = True
-
-    def sampling(self) -> dict[str, float | int | None]:
-        return {"temperature": self.temperature, "seed": self.seed, "max_tokens": self.max_tokens}
-
-    def describe(self) -> dict[str, Any]:
-        """What run.json records: everything but the key itself (only the variable's name)."""
-        return {
-            "model": self.model,
-            "base_url": self.base_url,
-            "api_key_env": self.api_key_env,
-            "protocol": self.protocol,
-            "sampling": self.sampling(),
-            "max_retries": self.max_retries,
-            "max_reasks": self.max_reasks,
-            "rubric": str(self.rubric_path) if self.rubric_path else "bundled",
-        }
-
-
-@dataclass(frozen=True)
-class JudgeTarget:
-    """Whose outputs are judged and where the judge writes."""
-
-    system: str
-    tree: OutputTree
-    state_dir: Path  # judgments.jsonl, summary.json, run.json
-    results_dir: Path  # the official test_results layout: {single,multi}/{role}.json
-
-    @classmethod
-    def for_run(cls, run_dir: Path, model: str | None = None) -> JudgeTarget:
-        """A run directory (`model_output/{mode}_result`), or an official tree with `model_output/<model>/`."""
-        tree = find_output_tree(run_dir, model)
-        run_dir = Path(run_dir).absolute()
-        if tree.base == run_dir / "model_output":
-            name = _run_name(run_dir)
-            return cls(name, tree, run_dir, run_dir / "test_results")
-        name = tree.base.name
-        return cls(name, tree, tree.root / "speechrole_judge" / name, tree.root / "test_results" / name)
-
-
-def _run_name(run_dir: Path) -> str:
-    try:
-        data = read_json(run_dir / "run.json")
-        return str(data.get("name") or run_dir.name) if isinstance(data, dict) else run_dir.name
-    except DataError:
-        return run_dir.name
+PLANNING_THREADS = 2
+#: Prompt text around the clips that the cost estimate adds to the system prompt and questions.
+PROMPT_OVERHEAD_CHARS = 3000
 
 
 class Reporter(typing.Protocol):
@@ -135,29 +74,6 @@ class JudgeOutcome:
     paths: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class _Job:
-    sample: Sample
-    role: Role
-    turns: list[OutputTurn] | None = None
-    error: tuple[str, str] | None = None  # (kind, message) when the sample cannot be judged
-    paths: dict[str, Path] = field(default_factory=dict)  # clip sha256 -> file
-
-
-def _unscored(
-    sample: Sample, order: Order, metrics: tuple[str, ...], kind: str, message: str, **extra: Any
-) -> Judgment:
-    return Judgment(
-        sample=sample.key,
-        status="unscored",
-        error=message,
-        error_kind=kind,
-        order=order,
-        metrics=metrics,
-        **extra,
-    )
-
-
 class JudgeRun:
     """One invocation of the judge over a benchmark and a target. Use `run()` (async) or `judge()`."""
 
@@ -176,9 +92,17 @@ class JudgeRun:
         self.reporter = reporter or _Silent()
         self.outcome = JudgeOutcome()
         self.cache = JudgeCache(config.cache_path or default_cache_path()) if config.use_cache else None
-        self.clips = ClipStore(self.protocol.audio, self.cache)
-        self._inflight_usd = 0.0
+        self.planner = Planner(
+            bench, target, self.protocol, self.rubric, ClipStore(self.protocol.audio, self.cache), self._key
+        )
+        self._current: dict[str, Task] = {}  # task id -> the task as planned now (key or error)
+        self._reserved_usd = 0.0
+        self._observed = [0.0, 0]  # cost and count of calls whose usage was reported
         self._slots = asyncio.Semaphore(max(1, config.concurrency))
+        self._first_cost = asyncio.Event()  # under --max-cost, one call runs alone until a real cost is seen
+        # Planning (hashing, decoding, encoding clips) runs beside the event loop in a small pool: more
+        # threads would mostly fight the loop for the GIL and delay sending requests.
+        self._planning = ThreadPoolExecutor(max_workers=PLANNING_THREADS, thread_name_prefix="judge-plan")
 
     # --- planning ----------------------------------------------------------------------------------
 
@@ -190,55 +114,6 @@ class JudgeRun:
             if (c.roles is None or s.role in c.roles) and (c.modes is None or s.mode in c.modes)
         ]
         return chosen[: c.limit] if c.limit is not None else chosen
-
-    def _jobs(self, samples: list[Sample]) -> list[_Job]:
-        files: dict[tuple[Mode, str], Any] = {}
-        jobs = []
-        for s in samples:
-            job = _Job(s, self.bench.roles[s.role])
-            key = (s.mode, s.role)
-            if key not in files:
-                file = self.target.tree.json_file(s.mode, s.role)
-                try:
-                    files[key] = read_role_output(file)[0] if file.is_file() else f"no output file {file}"
-                except DataError as exc:
-                    files[key] = exc.problem.describe()
-            output = files[key]
-            if isinstance(output, str):
-                job.error = ("no_output", output)
-            elif s.index not in output.dialogues:
-                job.error = ("no_output", f"dialogue_{s.index} missing from the outputs")
-            elif len(output.dialogues[s.index]) != len(s.turns):
-                n = len(output.dialogues[s.index])
-                job.error = (
-                    "no_output",
-                    f"dialogue_{s.index} has {n} turns, the benchmark has {len(s.turns)}",
-                )
-            else:
-                job.turns = output.dialogues[s.index]
-            jobs.append(job)
-        return jobs
-
-    def _clip_refs(self, job: _Job) -> tuple[list[ClipRef], list[ClipRef]]:
-        """Hashes of both sides' clips (decoding only clips never seen before); DataError if one is bad."""
-        file = self.target.tree.json_file(job.sample.mode, job.sample.role)
-        tests, refs = [], []
-        for j, (out, gold) in enumerate(zip(job.turns or [], job.sample.turns, strict=True)):
-            where = f"dialogue_{job.sample.index}[{j}].model_output.audio_path"
-            path = resolve_inside(self.target.tree.root, out.audio_path or "", file=file, field=where)
-            ref = self.clips.ref(path, side="test", turn=j, shown_path=out.audio_path or "", field=where)
-            tests.append(ref)
-            job.paths[ref.sha256] = path
-            where = f"[{job.sample.index}].dialogue[{j}].{self.bench.reference_set}"
-            path = resolve_inside(
-                self.bench.root, gold.reference_audio or "", file=job.sample.source, field=where
-            )
-            ref = self.clips.ref(
-                path, side="reference", turn=j, shown_path=gold.reference_audio or "", field=where
-            )
-            refs.append(ref)
-            job.paths[ref.sha256] = path
-        return tests, refs
 
     def _key(self, request: JudgeRequest) -> str:
         return cache_key(
@@ -253,12 +128,15 @@ class JudgeRun:
             sampling=self.config.sampling(),
         )
 
-    def estimate(self, jobs: list[_Job], done: dict[str, Judgment]) -> float | None:
-        """Upper estimate of the cost of the calls not yet in the log (cache hits would make it cheaper)."""
+    def estimate_pending(self) -> float | None:
+        """The cost estimate `run()` would print, without running (`--estimate-only`)."""
+        done = latest_by_task(read_judgments(self.target.state_dir / "judgments.jsonl")[0])
+        return self.estimate(self.planner.jobs(self.selected_samples()), done)
+
+    def estimate(self, jobs: list[Job], done: dict[str, Judgment]) -> float | None:
+        """Estimated cost of the calls not yet scored in the log (cache hits would make it cheaper)."""
         if self.price is None:
             return None
-        from speechrole.audio import probe
-
         total = 0.0
         for job in jobs:
             if job.turns is None:
@@ -270,34 +148,36 @@ class JudgeRun:
                     (self.bench.root, gold.reference_audio),
                 ):
                     try:
-                        info = probe(resolve_inside(root, rel or ""), decode=False)
-                        seconds += min(info.duration_s, self.protocol.audio.max_seconds or info.duration_s)
+                        duration = probe(resolve_inside(root, rel or ""), decode=False).duration_s
+                        seconds += min(duration, self.protocol.audio.max_seconds or duration)
                     except DataError:
                         pass
-            chars = len(job.sample.system_prompt) + sum(len(t.user_text) for t in job.sample.turns) + 3000
+            chars = len(job.sample.system_prompt) + sum(len(t.user_text) for t in job.sample.turns)
             for order in self.protocol.orders:
                 for metrics in self.protocol.metric_sets():
-                    task = task_id(job.sample.key, self.protocol.name, order, metrics)
-                    if task not in done or done[task].status != "scored":
-                        total += self.price.estimate(chars, seconds, len(metrics))
+                    previous = done.get(task_id(job.sample.key, self.protocol.name, order, metrics))
+                    if previous is None or previous.status != "scored":
+                        total += self.price.estimate(chars + PROMPT_OVERHEAD_CHARS, seconds, len(metrics))
         return total
 
-    # --- running -----------------------------------------------------------------------------------
+    # --- recording ---------------------------------------------------------------------------------
 
-    def _judgment(self, request: JudgeRequest, key: str, **fields: Any) -> Judgment:
+    def _judgment(self, task: Task, **fields: Any) -> Judgment:
+        request = task.request
+        extra: dict[str, Any] = {}
+        if request is not None:
+            extra = {"cache_key": task.key, "prompt_sha256": request.prompt_sha256, "audio": request.clips}
         return Judgment(
-            sample=request.sample,
-            order=request.order,
-            metrics=request.metrics,
+            sample=task.sample.key,
+            order=task.order,
+            metrics=task.metrics,
             protocol=self.protocol.name,
             protocol_version=f"{self.protocol.version}/rubric-{self.rubric.sha256[:12]}",
             judge_model=self.config.model,
             base_url=self.config.base_url,
-            cache_key=key,
-            prompt_sha256=request.prompt_sha256,
-            audio=request.clips,
             sampling=self.config.sampling(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **extra,
             **fields,
         )
 
@@ -313,45 +193,81 @@ class JudgeRun:
             o.retries += judgment.retries
         self.reporter.advance(outcome, cost)
 
-    def _estimate(self, request: JudgeRequest) -> float:
+    # --- budget ------------------------------------------------------------------------------------
+
+    def _reservation(self, request: JudgeRequest) -> float:
+        """What a call is expected to cost: the estimate, or the observed mean if calls cost more."""
         if self.price is None:
             return 0.0
         chars = sum(len(p.text or "") for p in request.parts)
-        return self.price.estimate(chars, sum(x.duration_s for x in request.clips), len(request.metrics))
+        estimate = self.price.estimate(chars, sum(x.duration_s for x in request.clips), len(request.metrics))
+        spent, count = self._observed
+        return max(estimate, spent / count) if count else estimate
+
+    def _over_budget(self, reservation: float) -> bool:
+        limit = self.config.max_cost_usd
+        return limit is not None and self.outcome.spent_usd + self._reserved_usd + reservation > limit
+
+    def _charge(self, usage: dict[str, int], reservation: float) -> tuple[float, float | None]:
+        """(cost counted against the budget, cost recorded in the judgment). Without reported usage the
+        estimate is counted, so the limit still holds, and the judgment records no cost."""
+        if self.price is None:
+            return 0.0, None
+        if "prompt_tokens" not in usage and "completion_tokens" not in usage:
+            return reservation, None
+        cost = self.price.cost(usage)
+        self._observed[0] += cost
+        self._observed[1] += 1
+        return cost, cost
+
+    # --- asking ------------------------------------------------------------------------------------
 
     async def _call(
-        self,
-        client: ChatClient,
-        request: JudgeRequest,
-        key: str,
-        messages: list[dict[str, Any]],
-        log: JudgmentLog,
+        self, client: ChatClient, task: Task, messages: list[dict[str, Any]], log: JudgmentLog
     ) -> None:
-        c, o = self.config, self.outcome
-        estimate = self._estimate(request)
+        o = self.outcome
+        assert task.request is not None
+        reservation = self._reservation(task.request)
         async with self._slots:
+            if (
+                self.config.max_cost_usd is not None
+                and self._reserved_usd > 0
+                and not self._first_cost.is_set()
+            ):
+                await (
+                    self._first_cost.wait()
+                )  # estimates can be far off: learn the real cost of one call first
+                reservation = self._reservation(task.request)
             if o.stopped:
                 return
-            if c.max_cost_usd is not None and o.spent_usd + self._inflight_usd + estimate > c.max_cost_usd:
-                o.stopped = f"cost limit ${c.max_cost_usd:.2f} reached (spent ${o.spent_usd:.4f})"
+            if self._over_budget(reservation):
+                o.stopped = f"cost limit ${self.config.max_cost_usd:.2f} reached (spent ${o.spent_usd:.4f})"
                 return
-            self._inflight_usd += estimate
+            self._reserved_usd += reservation
             try:
-                judgment, cost = await self._converse(client, request, key, messages)
+                judgment, charged = await self._converse(client, task, messages, reservation)
+            except Exception as exc:  # a bug or an unforeseen answer must not end the run, nor become a score
+                judgment, charged = (
+                    self._judgment(
+                        task, status="unscored", error=f"internal error: {exc!r}", error_kind="internal"
+                    ),
+                    0.0,
+                )
             finally:
-                self._inflight_usd -= estimate
-        o.spent_usd += cost
-        self._record(log, judgment, judgment.status, cost)
+                self._reserved_usd -= reservation
+                self._first_cost.set()
+        o.spent_usd += charged
+        self._record(log, judgment, judgment.status, charged)
 
     async def _converse(
-        self, client: ChatClient, request: JudgeRequest, key: str, messages: list[dict[str, Any]]
+        self, client: ChatClient, task: Task, messages: list[dict[str, Any]], reservation: float
     ) -> tuple[Judgment, float]:
-        """Ask; re-ask (a bounded number of times) when the answer is unusable; return the judgment and its cost."""
+        """Ask; re-ask (a bounded number of times, within budget) when the answer is unusable."""
         c = self.config
         body: dict[str, Any] = {"model": c.model, "messages": messages, "temperature": c.temperature}
         body.update({k: v for k, v in (("seed", c.seed), ("max_tokens", c.max_tokens)) if v is not None})
         usage: dict[str, int] = {}
-        cost = 0.0
+        charged, recorded = 0.0, None
         reasks = retries = 0
         while True:
             try:
@@ -359,41 +275,41 @@ class JudgeRun:
             except CallError as exc:
                 retries += exc.attempts - 1
                 message = f"{exc} (after {exc.attempts} attempt{'s' if exc.attempts > 1 else ''})"
-                failed = self._judgment(
-                    request,
-                    key,
+                return self._judgment(
+                    task,
                     status="unscored",
                     error=message,
                     error_kind=exc.kind,
                     usage=usage,
-                    cost_usd=cost if self.price else None,
+                    cost_usd=recorded,
                     retries=retries,
                     reasks=reasks,
-                )
-                return failed, cost
+                ), charged
             self.outcome.requests += 1
             retries += result.retries
             for k, v in result.usage.items():
                 usage[k] = usage.get(k, 0) + v
-            cost = self.price.cost(usage) if self.price else 0.0
+            step, step_recorded = self._charge(result.usage, reservation)
+            charged += step
+            recorded = (recorded or 0.0) + step_recorded if step_recorded is not None else recorded
             call = {
                 "raw_text": result.text,
                 "resolved_model": result.model,
                 "usage": usage,
-                "cost_usd": cost if self.price else None,
+                "cost_usd": recorded,
                 "latency_s": result.latency_s,
                 "retries": retries,
                 "reasks": reasks,
             }
             try:
-                scores = parse_answer(result.text, request.metrics, request.order)
+                scores = parse_answer(result.text, task.metrics, task.order)
             except AnswerError as exc:
-                if reasks >= c.max_reasks:
-                    message = f"unusable answer after {reasks} re-asks: {exc}"
-                    failed = self._judgment(
-                        request, key, status="unscored", error=message, error_kind="unusable_answer", **call
-                    )
-                    return failed, cost
+                if reasks >= c.max_reasks or self._over_budget(reservation + charged):
+                    why = "re-asks exhausted" if reasks >= c.max_reasks else "no budget left to re-ask"
+                    message = f"unusable answer ({why}, {reasks} re-asks): {exc}"
+                    return self._judgment(
+                        task, status="unscored", error=message, error_kind="unusable_answer", **call
+                    ), charged
                 reasks += 1
                 follow_up = [
                     {"role": "assistant", "content": result.text},
@@ -402,81 +318,103 @@ class JudgeRun:
                 body = {**body, "messages": [*body["messages"], *follow_up]}
                 continue
             if self.cache is not None:
-                payload = {k: call[k] for k in ("usage", "cost_usd", "reasks")}
-                self.cache.put(
-                    key, c.model, self.protocol.name, {**payload, "text": result.text, "model": result.model}
-                )
-            return self._judgment(request, key, status="scored", scores=scores, **call), cost
+                payload = {
+                    "text": result.text,
+                    "model": result.model,
+                    "usage": usage,
+                    "cost_usd": recorded,
+                    "reasks": reasks,
+                }
+                self.cache.put(task.key, c.model, self.protocol.name, payload)
+            return self._judgment(task, status="scored", scores=scores, **call), charged
 
-    def _plan_job(self, job: _Job, done: dict[str, Judgment]) -> list[tuple[Any, ...]]:
-        """Everything about one sample that needs no judge, in a worker thread: hash and prepare its clips,
-        build its requests, and sort them into ("done", outcome), ("record", judgment, outcome) and
-        ("ask", request, key, messages)."""
+    def _from_cache(self, task: Task) -> Judgment | None:
+        hit = self.cache.get(task.key) if self.cache is not None else None
+        if hit is None:
+            return None
+        try:  # an entry that no longer parses (a stricter parser, a damaged file) is a miss, not an error
+            scores = parse_answer(hit["text"], task.metrics, task.order)
+        except (AnswerError, KeyError, TypeError):
+            return None
+        return self._judgment(
+            task,
+            status="scored",
+            scores=scores,
+            raw_text=hit["text"],
+            resolved_model=hit.get("model", ""),
+            usage=hit.get("usage", {}),
+            cost_usd=hit.get("cost_usd"),
+            reasks=hit.get("reasks", 0),
+            cached=True,
+        )
+
+    def _plan_job(self, job: Job, done: dict[str, Judgment]) -> list[tuple[Any, ...]]:
+        """In a worker thread: plan the sample's tasks and sort them into ("done", status),
+        ("record", judgment, outcome) and ("ask", task, messages)."""
         steps: list[tuple[Any, ...]] = []
-        tasks = [
-            (order, metrics) for order in self.protocol.orders for metrics in self.protocol.metric_sets()
-        ]
-        if job.error is None:
-            try:
-                tests, refs = self._clip_refs(job)
-            except DataError as exc:
-                job.error = ("audio", exc.problem.describe())
-        if job.error is not None:
-            kind, message = job.error
-            for order, metrics in tasks:
-                extra = {"protocol": self.protocol.name, "judge_model": self.config.model}
-                failed = _unscored(job.sample, order, metrics, kind, message, **extra)
-                previous = done.get(failed.task)
+        for task in self.planner.tasks(job):
+            self._current[task.id] = task
+            previous = done.get(task.id)
+            if task.error is not None:
+                kind, message = task.error
                 if previous is not None and previous.status == "unscored" and previous.error == message:
                     steps.append(("done", "unscored"))
                 else:
-                    steps.append(("record", failed, "unscored"))
-            return steps
-        for order, metrics in tasks:
-            request = build_request(
-                self.protocol, self.rubric, job.role, job.sample, order, metrics, tests, refs
-            )
-            key = self._key(request)
-            previous = done.get(task_id(job.sample.key, self.protocol.name, order, metrics))
-            if previous is not None and previous.cache_key == key and previous.status == "scored":
+                    steps.append(
+                        (
+                            "record",
+                            self._judgment(task, status="unscored", error=message, error_kind=kind),
+                            "unscored",
+                        )
+                    )
+                continue
+            if previous is not None and previous.status == "scored" and previous.cache_key == task.key:
                 steps.append(("done", "scored"))
-                continue
-            hit = self.cache.get(key) if self.cache is not None else None
-            if hit is not None:
-                scores = parse_answer(hit["text"], request.metrics, request.order)
-                cached = self._judgment(
-                    request,
-                    key,
-                    status="scored",
-                    scores=scores,
-                    raw_text=hit["text"],
-                    resolved_model=hit.get("model", ""),
-                    usage=hit.get("usage", {}),
-                    cost_usd=hit.get("cost_usd"),
-                    reasks=hit.get("reasks", 0),
-                    cached=True,
-                )
+            elif (cached := self._from_cache(task)) is not None:
                 steps.append(("record", cached, "cached"))
-                continue
-            try:
-                messages = request.messages(
-                    lambda clip: self.clips.prepared(job.paths[clip.sha256], clip.sha256).base64()
-                )
-            except DataError as exc:
-                failed = self._judgment(
-                    request, key, status="unscored", error=exc.problem.describe(), error_kind="audio"
-                )
-                steps.append(("record", failed, "unscored"))
-                continue
-            steps.append(("ask", request, key, messages))
+            else:
+                try:
+                    steps.append(("ask", task, task.request.messages(self.planner.clip_base64(job))))  # type: ignore[union-attr]
+                except DataError as exc:
+                    steps.append(
+                        (
+                            "record",
+                            self._judgment(
+                                task, status="unscored", error=exc.problem.describe(), error_kind="audio"
+                            ),
+                            "unscored",
+                        )
+                    )
         return steps
 
     async def _run_job(
-        self, client: ChatClient, job: _Job, done: dict[str, Judgment], log: JudgmentLog
+        self, client: ChatClient, job: Job, done: dict[str, Judgment], log: JudgmentLog
     ) -> None:
         o = self.outcome
         asks = []
-        for step in await asyncio.to_thread(self._plan_job, job, done):
+        try:
+            steps = await asyncio.get_running_loop().run_in_executor(self._planning, self._plan_job, job, done)
+        except Exception as exc:  # one sample's bug must not end the run; it is recorded, never scored
+            message = f"internal error while preparing the sample: {exc!r}"
+            steps = [
+                (
+                    "record",
+                    Judgment(
+                        sample=job.sample.key,
+                        status="unscored",
+                        error=message,
+                        error_kind="internal",
+                        protocol=self.protocol.name,
+                        order=order,
+                        metrics=metrics,
+                        judge_model=self.config.model,
+                    ),
+                    "unscored",
+                )
+                for order in self.protocol.orders
+                for metrics in self.protocol.metric_sets()
+            ]
+        for step in steps:
             if step[0] == "done":
                 o.from_log += 1
                 o.scored += step[1] == "scored"
@@ -486,7 +424,7 @@ class JudgeRun:
                 o.from_cache += step[2] == "cached"
                 self._record(log, step[1], step[2])
             else:
-                asks.append(self._call(client, *step[1:], log))
+                asks.append(self._call(client, step[1], step[2], log))
         await asyncio.gather(*asks)
 
     async def run(self) -> JudgeOutcome:
@@ -495,13 +433,13 @@ class JudgeRun:
         previous, problems = read_judgments(log_path)
         o.problems += problems
         done = latest_by_task(previous)
-        jobs = self._jobs(self.selected_samples())
+        jobs = self.planner.jobs(self.selected_samples())
         o.planned = len(jobs) * self.protocol.calls_per_sample()
         o.estimate_usd = self.estimate(jobs, done)
         self._write_run_json()
         self.reporter.start(len(jobs), o.planned, o.estimate_usd)
         log = JudgmentLog(log_path)
-        queue: asyncio.Queue[_Job] = asyncio.Queue()
+        queue: asyncio.Queue[Job] = asyncio.Queue()
         for job in jobs:
             queue.put_nowait(job)
         try:
@@ -522,29 +460,50 @@ class JudgeRun:
                 await asyncio.gather(*(worker() for _ in range(2 * max(1, c.concurrency))))
         finally:
             log.close()
+            self._planning.shutdown(wait=False)
+        try:
+            await asyncio.to_thread(self._finish, log_path)
+        finally:
             if self.cache is not None:
                 self.cache.close()
-        self._finish(log_path)
         return o
+
+    # --- results -----------------------------------------------------------------------------------
+
+    def current_judgments(self, judgments: list[Judgment]) -> list[Judgment]:
+        """The latest judgment of every task, over the whole benchmark, that still matches the outputs and
+        the judge configuration: same cache key (model, endpoint, protocol, prompt, clips, sampling), or
+        for a sample that cannot be judged, the same reason. Stale ones are left out (counted not judged)."""
+        latest = [j for j in latest_by_task(judgments).values() if j.protocol == self.protocol.name]
+        unknown = {j.sample for j in latest if j.task not in self._current}
+        samples = [s for s in self.bench.samples if s.key in unknown]
+        for job in self.planner.jobs(samples):
+            for task in self.planner.tasks(job):
+                self._current[task.id] = task
+        keep = []
+        for j in latest:
+            task = self._current.get(j.task)
+            if task is None:
+                continue
+            if task.error is not None:
+                if j.status == "unscored" and j.error == task.error[1]:
+                    keep.append(j)
+            elif j.cache_key == task.key:
+                keep.append(j)
+        return keep
 
     def _finish(self, log_path: Path) -> None:
         judgments, _ = read_judgments(log_path)
-        keys = {s.key for s in self.selected_samples()}
-        latest = [
-            j
-            for j in latest_by_task(judgments).values()
-            if j.sample in keys and j.protocol == self.protocol.name
-        ]
+        current = self.current_judgments(judgments)
         t = self.target
         self.outcome.paths = {
             "judgments": str(log_path),
             "test_results": str(t.results_dir),
             "summary": str(t.state_dir / "summary.json"),
         }
-        export_test_results(self.bench, latest, t.results_dir)
-        write_summary(
-            t.state_dir / "summary.json", t.system, self.bench, latest, self.describe(), self.outcome.planned
-        )
+        export_test_results(self.bench, current, t.results_dir)
+        planned = len(self.bench.samples) * self.protocol.calls_per_sample()
+        write_summary(t.state_dir / "summary.json", t.system, self.bench, current, self.describe(), planned)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -564,13 +523,15 @@ class JudgeRun:
             data = {}
         if not isinstance(data, dict):
             data = {}
+        bench = {
+            "spec": str(self.bench.root),
+            "name": self.bench.name,
+            "content_hash": self.bench.content_hash,
+        }
         data.setdefault("name", self.target.system)
-        data.setdefault(
-            "benchmark",
-            {"spec": str(self.bench.root), "name": self.bench.name, "content_hash": self.bench.content_hash},
-        )
+        data.setdefault("benchmark", bench)
         data.setdefault("outputs", str(self.target.tree.base))
-        data["judge"] = {**self.describe(), "speechrole_version": __version__}
+        data["judge"] = {**self.describe(), "benchmark": bench, "speechrole_version": __version__}
         write_json_atomic(path, data)
 
 
@@ -579,3 +540,6 @@ def judge(
 ) -> JudgeOutcome:
     """Run the judge to completion (or to the cost limit); see `JudgeRun`."""
     return asyncio.run(JudgeRun(bench, target, config, reporter).run())
+
+
+__all__ = ["JudgeConfig", "JudgeOutcome", "JudgeRun", "JudgeTarget", "Reporter", "judge"]

@@ -17,7 +17,7 @@ def load_systems(paths: list[Path]) -> list[SystemResults]:
         for name, base in discover_systems(Path(path)):
             unique = name if name not in seen else f"{name} ({base})"
             seen.add(unique)
-            systems.append(read_any(unique, base))
+            systems.extend(read_any(unique, base))
     return systems
 
 

@@ -155,6 +155,7 @@ class Flags:
     missing_samples: list[str] = field(default_factory=list)  # in the benchmark, not judged
     extra_samples: list[str] = field(default_factory=list)  # judged, not in the benchmark
     unknown_language_roles: list[str] = field(default_factory=list)
+    one_order_samples: list[str] = field(default_factory=list)  # judged both ways elsewhere, one way here
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -167,6 +168,7 @@ class Flags:
             "missing_samples": self.missing_samples,
             "extra_samples": self.extra_samples,
             "unknown_language_roles": self.unknown_language_roles,
+            "one_order_samples": self.one_order_samples,
         }
 
 
@@ -297,11 +299,17 @@ def select(table: SampleTable, split: Split) -> SampleTable:
 # --- summaries -----------------------------------------------------------------------------------------
 
 
-def _clusters(table: SampleTable) -> tuple[np.ndarray, int, str]:
+def _clusters(table: SampleTable, valid: np.ndarray) -> tuple[np.ndarray, int, str]:
+    """Roles as clusters when at least two roles have scores, else samples (a single role's samples)."""
     roles, codes = np.unique(table.roles.astype(str), return_inverse=True)
-    if len(roles) >= 2:
+    if len(np.unique(codes[valid.any(axis=1)])) >= 2:
         return codes, len(roles), "role"
     return np.arange(len(table.keys)), len(table.keys), "sample"
+
+
+def _resampleable(counts: np.ndarray) -> np.ndarray:
+    """Per column: whether at least two clusters hold values (else an interval would be a point)."""
+    return (counts > 0).sum(axis=0) >= 2
 
 
 def _mean_of(values: list[float | None]) -> float | None:
@@ -317,12 +325,12 @@ def summarize(table: SampleTable, split: Split, spec: BootstrapSpec) -> SplitSum
     ratios = table.ratios
     valid = ~np.isnan(ratios)
     n_valid = valid.sum(axis=0)
-    clusters, n_clusters, cluster_kind = _clusters(table)
-    boot = n_clusters >= 2
-    if boot:
+    clusters, n_clusters, cluster_kind = _clusters(table, valid)
+    s_r, cnt = cluster_sums(ratios, clusters, n_clusters)
+    can = _resampleable(cnt)  # per metric
+    if can.any():
         # Seeded by the split only: the same data gives the same interval whatever the system is called.
         weights = replicate_weights(n_clusters, spec, "summary", split.label)
-        s_r, cnt = cluster_sums(ratios, clusters, n_clusters)
         s_t, _ = cluster_sums(np.where(valid, table.test, np.nan), clusters, n_clusters)
         s_ref, _ = cluster_sums(np.where(valid, table.ref, np.nan), clusters, n_clusters)
         mean_reps = ratio_replicates(weights, s_r, cnt)
@@ -336,8 +344,8 @@ def summarize(table: SampleTable, split: Split, spec: BootstrapSpec) -> SplitSum
         r, t, f = ratios[col, m], table.test[col, m], table.ref[col, m]
         value = float(r.mean()) if n else None
         rom = float(t.sum() / f.sum()) if n else None
-        ci = percentile_interval(mean_reps[:, m], spec.confidence) if boot and n else (None, None)
-        rom_ci = percentile_interval(rom_reps[:, m], spec.confidence) if boot and n else (None, None)
+        ci = percentile_interval(mean_reps[:, m], spec.confidence) if can[m] else (None, None)
+        rom_ci = percentile_interval(rom_reps[:, m], spec.confidence) if can[m] else (None, None)
         metrics[metric] = MetricSummary(
             score=Estimate(value, *ci),
             ratio_of_means=Estimate(rom, *rom_ci),
@@ -352,9 +360,10 @@ def summarize(table: SampleTable, split: Split, spec: BootstrapSpec) -> SplitSum
 
     def group_estimate(members: tuple[str, ...]) -> Estimate:
         value = _mean_of([points[m] for m in members])
-        if not boot or value is None:
+        columns = tuple(METRICS.index(m) for m in members)
+        if value is None or not all(can[c] for c in columns):
             return Estimate(value)
-        reps = _combine(mean_reps, tuple(METRICS.index(m) for m in members))
+        reps = _combine(mean_reps, columns)
         return Estimate(value, *percentile_interval(reps, spec.confidence))
 
     return SplitSummary(
@@ -379,18 +388,18 @@ def compare(
     diffs = a.ratios - b.ratios  # rows align: both sorted by the same key order
     valid = ~np.isnan(diffs)
     n_valid = valid.sum(axis=0)
-    clusters, n_clusters, _ = _clusters(a)
-    boot = n_clusters >= 2
-    if boot:
+    clusters, n_clusters, _ = _clusters(a, valid)
+    s_d, cnt = cluster_sums(diffs, clusters, n_clusters)
+    can = _resampleable(cnt)
+    if can.any():
         weights = replicate_weights(n_clusters, spec, "compare", split.label)
-        s_d, cnt = cluster_sums(diffs, clusters, n_clusters)
         reps = ratio_replicates(weights, s_d, cnt)
 
     def diff(columns: tuple[int, ...]) -> Difference:
         if any(n_valid[c] == 0 for c in columns):
             return Difference(Estimate(None), None, int(min(n_valid[c] for c in columns)))
         value = float(np.mean([np.nanmean(diffs[:, c]) for c in columns]))
-        if not boot:
+        if not all(can[c] for c in columns):
             return Difference(Estimate(value), None, int(min(n_valid[c] for c in columns)))
         combined = _combine(reps, columns)
         ci = percentile_interval(combined, spec.confidence)
@@ -498,6 +507,12 @@ def build_flags(system: SystemResults, table: SampleTable, bench: Benchmark | No
         expected = {s.key for s in bench.samples}
         flags.missing_samples = sorted(expected - judged, key=split_key)
         flags.extra_samples = sorted(judged - expected, key=split_key)
+    orders: dict[str, set[str]] = defaultdict(set)
+    for j in system.judgments:
+        if j.status == "scored":
+            orders[j.sample].add(j.order)
+    if any(len(o) > 1 for o in orders.values()):  # a two-order protocol: samples heard one way carry its bias
+        flags.one_order_samples = sorted((k for k, o in orders.items() if len(o) == 1), key=split_key)
     flags.unknown_language_roles = sorted(
         {r for r, lang in zip(table.roles, table.languages, strict=True) if not lang}
     )

@@ -1,0 +1,149 @@
+"""What a judge run has to ask: for each sample, its clips, its requests and their cache keys.
+
+Nothing here talks to a judge. A sample whose outputs are missing or whose audio is unusable yields
+tasks that carry the reason instead of a request; they become unscored judgments, never scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speechrole.fileio import resolve_inside
+from speechrole.judge.clips import ClipStore
+from speechrole.judge.config import JudgeTarget
+from speechrole.judge.protocol import JudgeRequest, Order, Protocol, build_request
+from speechrole.judge.rubric import Rubric
+from speechrole.outputs import OutputTurn, read_role_output
+from speechrole.problems import DataError
+from speechrole.schema import Benchmark, ClipRef, Mode, Role, Sample, task_id
+
+
+@dataclass
+class Job:
+    """One sample to judge, with its outputs (or why it has none) and where its clips are."""
+
+    sample: Sample
+    role: Role
+    turns: list[OutputTurn] | None = None
+    error: tuple[str, str] | None = None  # (kind, message) when the sample cannot be judged
+    paths: dict[str, Path] = field(default_factory=dict)  # clip sha256 -> file
+
+
+@dataclass(frozen=True)
+class Task:
+    """One judge call a protocol makes for a sample: an order and a set of metrics."""
+
+    id: str
+    sample: Sample
+    order: Order
+    metrics: tuple[str, ...]
+    request: JudgeRequest | None = None
+    key: str = ""
+    error: tuple[str, str] | None = None  # set instead of request/key when the sample cannot be judged
+
+
+class Planner:
+    def __init__(
+        self,
+        bench: Benchmark,
+        target: JudgeTarget,
+        protocol: Protocol,
+        rubric: Rubric,
+        clips: ClipStore,
+        key: Callable[[JudgeRequest], str],
+    ) -> None:
+        self.bench, self.target, self.protocol, self.rubric, self.clips = (
+            bench,
+            target,
+            protocol,
+            rubric,
+            clips,
+        )
+        self._key = key
+
+    def jobs(self, samples: list[Sample]) -> list[Job]:
+        """Pair each sample with its outputs; a missing file, dialogue or turn becomes the job's error."""
+        files: dict[tuple[Mode, str], Any] = {}
+        jobs = []
+        for s in samples:
+            job = Job(s, self.bench.roles[s.role])
+            if (s.mode, s.role) not in files:
+                file = self.target.tree.json_file(s.mode, s.role)
+                try:
+                    files[(s.mode, s.role)] = (
+                        read_role_output(file)[0] if file.is_file() else f"no output file {file}"
+                    )
+                except DataError as exc:
+                    files[(s.mode, s.role)] = exc.problem.describe()
+            output = files[(s.mode, s.role)]
+            if isinstance(output, str):
+                job.error = ("no_output", output)
+            elif s.index not in output.dialogues:
+                job.error = ("no_output", f"dialogue_{s.index} missing from the outputs")
+            elif (n := len(output.dialogues[s.index])) != len(s.turns):
+                job.error = (
+                    "no_output",
+                    f"dialogue_{s.index} has {n} turns, the benchmark has {len(s.turns)}",
+                )
+            else:
+                job.turns = output.dialogues[s.index]
+            jobs.append(job)
+        return jobs
+
+    def _clip_refs(self, job: Job) -> tuple[list[ClipRef], list[ClipRef]]:
+        """Hashes of both sides' clips (decoding only clips never seen before); DataError if one is bad."""
+        file = self.target.tree.json_file(job.sample.mode, job.sample.role)
+        tests, refs = [], []
+        for j, (out, gold) in enumerate(zip(job.turns or [], job.sample.turns, strict=True)):
+            sides = (
+                (
+                    "test",
+                    self.target.tree.root,
+                    out.audio_path,
+                    file,
+                    f"dialogue_{job.sample.index}[{j}].model_output.audio_path",
+                    tests,
+                ),
+                (
+                    "reference",
+                    self.bench.root,
+                    gold.reference_audio,
+                    job.sample.source,
+                    f"[{job.sample.index}].dialogue[{j}].{self.bench.reference_set}",
+                    refs,
+                ),
+            )
+            for side, root, rel, origin, where, into in sides:
+                path = resolve_inside(root, rel or "", file=origin, field=where)
+                ref = self.clips.ref(path, side=side, turn=j, shown_path=rel or "", field=where)
+                job.paths[ref.sha256] = path
+                into.append(ref)
+        return tests, refs
+
+    def tasks(self, job: Job) -> list[Task]:
+        """The protocol's calls for one sample, with requests and cache keys (or the reason there are none)."""
+        calls = [
+            (order, metrics) for order in self.protocol.orders for metrics in self.protocol.metric_sets()
+        ]
+        if job.error is None:
+            try:
+                tests, refs = self._clip_refs(job)
+            except DataError as exc:
+                job.error = ("audio", exc.problem.describe())
+        out = []
+        for order, metrics in calls:
+            tid = task_id(job.sample.key, self.protocol.name, order, metrics)
+            if job.error is not None:
+                out.append(Task(tid, job.sample, order, metrics, error=job.error))
+                continue
+            request = build_request(
+                self.protocol, self.rubric, job.role, job.sample, order, metrics, tests, refs
+            )
+            out.append(Task(tid, job.sample, order, metrics, request=request, key=self._key(request)))
+        return out
+
+    def clip_base64(self, job: Job) -> Callable[[ClipRef], str]:
+        return lambda clip: self.clips.prepared(job.paths[clip.sha256], clip.sha256).base64()
