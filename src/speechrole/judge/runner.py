@@ -393,7 +393,9 @@ class JudgeRun:
         o = self.outcome
         asks = []
         try:
-            steps = await asyncio.get_running_loop().run_in_executor(self._planning, self._plan_job, job, done)
+            steps = await asyncio.get_running_loop().run_in_executor(
+                self._planning, self._plan_job, job, done
+            )
         except Exception as exc:  # one sample's bug must not end the run; it is recorded, never scored
             message = f"internal error while preparing the sample: {exc!r}"
             steps = [
