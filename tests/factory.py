@@ -46,14 +46,37 @@ ANSWERS = {
 }
 
 
+def speak(path: Path, text: str, voice: str) -> None:
+    """Real speech from a bank voice (needs the TTS engines), for tests of speech components."""
+    from speechrole.agents.tts import DEFAULT_BANK, synthesize_with
+    from speechrole.audio import write_wav
+
+    chosen = next(v for v in DEFAULT_BANK if v.id == voice)
+    audio, rate = synthesize_with(chosen, text)
+    write_wav(path, audio, rate)
+
+
+#: Voices of the speech variant of the test benchmark: one user voice, one voice per role.
+SPEECH_VOICES = {
+    "user": "espeak:en-us+m3",
+    "Ada": "flite:slt",
+    "Bram": "flite:awb",
+    "libai": "espeak:cmn-latn-pinyin+f2",
+}
+
+
 def tone(path: Path, seconds: float = 0.5, sr: int = 16000, freq: float = 220.0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * sr)) / sr
     sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
 
 
-def make_benchmark(root: Path, *, audio: bool = True, hf_sets: bool = False, turns_multi=(2, 3)) -> Path:
-    """A 3-role benchmark: 2 single-turn and 2 multi-turn samples per role, with profiles and voices."""
+def make_benchmark(
+    root: Path, *, audio: bool = True, hf_sets: bool = False, turns_multi=(2, 3), speech: bool = False
+) -> Path:
+    """A 3-role benchmark: 2 single-turn and 2 multi-turn samples per role, with profiles and voices.
+
+    Audio is tones by default; `speech=True` renders real speech with the bundled voices instead."""
     (root / "role_profiles").mkdir(parents=True, exist_ok=True)
     voices = root / "role_voices"
     voices.mkdir(parents=True, exist_ok=True)
@@ -62,7 +85,9 @@ def make_benchmark(root: Path, *, audio: bool = True, hf_sets: bool = False, tur
         profile = render_profile(info["name"], info["work"], info["persona"])
         (root / "role_profiles" / f"{role}_profile.txt").write_text(profile, encoding="utf-8")
         transcripts[role] = ANSWERS[info["lang"]][0]
-        if audio:
+        if speech:
+            speak(voices / f"{role}.wav", transcripts[role], SPEECH_VOICES[role])
+        elif audio:
             tone(voices / f"{role}.wav", 1.0)
         for mode, counts in (("single", (1, 1)), ("multi", turns_multi)):
             samples = []
@@ -80,7 +105,12 @@ def make_benchmark(root: Path, *, audio: bool = True, hf_sets: bool = False, tur
                         for k in (1, 2, 3):
                             turn[f"role_speech_path{k}"] = f"{base}_role{k}.wav"
                     dialogue.append(turn)
-                    if audio:
+                    if speech:
+                        speak(root / turn["user_speech_path"], turn["user"], SPEECH_VOICES["user"])
+                        for key, value in turn.items():
+                            if key.startswith("role_speech_path"):
+                                speak(root / value, turn["role"], SPEECH_VOICES[role])
+                    elif audio:
                         for key, value in turn.items():
                             if key.endswith("_path") or key[-1].isdigit():
                                 tone(root / value, 0.4, freq=200.0 + 5 * (i * 5 + j) + 2 * len(role))

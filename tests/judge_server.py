@@ -148,6 +148,51 @@ def _answer(body: dict[str, Any], fault: str, bias_a: int) -> str:
     return text
 
 
+def _asks_for_scores(body: dict[str, Any]) -> bool:
+    """A judge prompt names the aspects to score as `### Metric` headers."""
+    user = next((m for m in body["messages"] if m.get("role") == "user"), {})
+    content = user.get("content")
+    texts = [p.get("text", "") for p in content] if isinstance(content, list) else [str(content or "")]
+    return any(f"### {m}" in t for t in texts for m in METRICS)
+
+
+def _speech_answer(body: dict[str, Any], number: int) -> dict[str, Any]:
+    """An audio chat completion: a short tone as the spoken answer, with its transcript."""
+    import io
+    import wave
+
+    rate, seconds = 24000, 0.5
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(
+            b"".join(
+                (((i // 30) % 2) * 6000 - 3000).to_bytes(2, "little", signed=True)
+                for i in range(int(rate * seconds))
+            )
+        )
+    heard = sum(1 for m in body["messages"] if m.get("role") == "user")
+    transcript = f"Answer {number}: I heard {heard} user turns."
+    message = {
+        "role": "assistant",
+        "content": None,
+        "audio": {
+            "id": f"audio-{number}",
+            "data": base64.b64encode(buf.getvalue()).decode(),
+            "transcript": transcript,
+        },
+    }
+    return {
+        "id": f"chatcmpl-{number}",
+        "object": "chat.completion",
+        "model": body.get("model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10},
+    }
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -170,6 +215,33 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+
+    def _chat(self, body: dict[str, Any], number: int) -> None:
+        last = next((m["content"] for m in reversed(body["messages"]) if m.get("role") == "user"), "")
+        text = f"You ask me: {last} Well. I have thought about it for a long time. The answer is no!"
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": text}
+            self._send(
+                200,
+                {
+                    "id": f"chat-{number}",
+                    "choices": [{"index": 0, "message": message}],
+                    "model": body.get("model"),
+                },
+            )
+            return
+        words = text.split(" ")
+        events = [
+            {"choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]}
+            for i, w in enumerate(words)
+        ]
+        data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        raw = data.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def do_GET(self) -> None:
         """`/stats`: counters, for benchmarks that run the server in another process."""
@@ -228,6 +300,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif fault == "drop":
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
+            elif "audio" in (body.get("modalities") or []):  # a speech model answering aloud
+                self._send(200, _speech_answer(body, info.number))
+            elif not _asks_for_scores(body):  # a plain chat: a role-play line, streamed when asked
+                self._chat(body, info.number)
             else:
                 text = _answer(body, fault, state.bias_a)
                 self._send(

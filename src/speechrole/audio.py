@@ -189,3 +189,11 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_wav(path: Path, data: np.ndarray, rate: int) -> None:
+    """Write 16-bit PCM WAV atomically (a temp file, then rename): a killed run leaves no half clip."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(encode_wav(np.asarray(data, dtype=np.float32), rate))
+    tmp.replace(path)

@@ -64,3 +64,17 @@ def resolve_inside(root: Path, relpath: str, *, file: object = "", field: str = 
     if normalised != root_abs and root_abs not in normalised.parents:
         raise DataError(file, field, f"path {relpath!r} escapes the dataset root {root_abs}")
     return normalised
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under the speechrole cache: `$SPEECHROLE_CACHE_DIR`, else `$XDG_CACHE_HOME/speechrole`,
+    else `~/.cache/speechrole` (created when missing)."""
+    base = os.environ.get("SPEECHROLE_CACHE_DIR")
+    root = (
+        Path(base)
+        if base
+        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "speechrole"
+    )
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from speechrole.fileio import cache_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -32,13 +33,8 @@ CREATE TABLE IF NOT EXISTS clips (
 
 
 def default_cache_path() -> Path:
-    """`$SPEECHROLE_CACHE_DIR/judge.sqlite`, else `$XDG_CACHE_HOME/speechrole/...`, else `~/.cache/speechrole/...`."""
-    base = os.environ.get("SPEECHROLE_CACHE_DIR")
-    if base:
-        return Path(base) / "judge.sqlite"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    root = Path(xdg) if xdg else Path.home() / ".cache"
-    return root / "speechrole" / "judge.sqlite"
+    """`judge.sqlite` in the speechrole cache folder (see `fileio.cache_dir`)."""
+    return cache_dir() / "judge.sqlite"
 
 
 def cache_key(**parts: Any) -> str:

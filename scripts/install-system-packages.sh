@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The Debian packages speechrole's bundled voices need: espeak-ng (English and Mandarin), flite, and
+# festival with two voices. Idempotent: installs only what is missing. Run by `make`.
+set -euo pipefail
+PACKAGES="espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k"
+missing=""
+for p in $PACKAGES; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "speechrole: install these packages with your system's package manager:$missing" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "speechrole: installing Debian packages:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

