@@ -105,6 +105,6 @@ def test_discover_systems(tmp_path: Path) -> None:
     run = tmp_path / "run"
     write_results(run / "test_results", "multi", "Ada", [result_entry(0, (8, 9))])
     (run / "run.json").write_text(json.dumps({"name": "my-agent"}), encoding="utf-8")
-    assert discover_systems(run) == [("my-agent", run / "test_results")]
+    assert discover_systems(run) == [("my-agent", run)]  # the run itself: results, measures, generations
     with pytest.raises(DataError, match="no judge results"):
         discover_systems(tmp_path / "run" / "test_results" / "multi")

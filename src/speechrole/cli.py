@@ -129,10 +129,19 @@ def score(
         systems = load_systems(results)
     except DataError as exc:
         raise _fail(exc.problem.describe()) from None
-    if not any(s.judgments for s in systems):
+    measured = any(
+        (Path(s.source) / f).is_file() for s in systems for f in ("measures.jsonl", "generations.jsonl")
+    )
+    if not any(s.judgments for s in systems) and not measured:
         for s in systems:
             _print_problems(s.problems, limit=20)
-        raise _fail("no readable judge results")
+        raise _fail("no readable judge results and no measured run")
+    if not any(s.judgments for s in systems):
+        err.print(
+            "no judge results: the 8 judge metrics need a judge (speechrole judge RUN --judge MODEL); "
+            "showing the objective metrics",
+            highlight=False,
+        )
     try:
         report = score_systems(
             systems,
@@ -160,6 +169,103 @@ def score(
 
         write_text_atomic(output, text)
         err.print(f"wrote {output}")
+
+
+def split_metric_specs(text: str) -> tuple[str, ...]:
+    """`speaker,dnsmos:stride=1,intelligibility:asr=whisper:/m,beam_size=5` -> one spec per metric (a
+    `key=value` without a colon continues the previous metric's options)."""
+    specs: list[str] = []
+    for token in filter(None, (t.strip() for t in text.split(","))):
+        if specs and "=" in token and ":" not in token.split("=", 1)[0] and ":" not in token:
+            specs[-1] += "," + token
+        else:
+            specs.append(token)
+    return tuple(specs)
+
+
+class _ClipProgress:
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("measuring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+        )
+        self.task = self.progress.add_task("measure", total=0)
+
+    def start(self, clips: int, metrics: int) -> None:
+        self.progress.update(self.task, total=clips)
+        self.progress.start()
+
+    def advance(self, outcome: str) -> None:
+        self.progress.update(self.task, advance=1)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+@app.command()
+def measure(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (outputs in model_output/).")],
+    metrics: Annotated[
+        str, typer.Option(help="Comma-separated metrics, with options (see `speechrole metrics`).")
+    ] = "speaker,dnsmos,intelligibility,prosody,duration",
+    bench: Annotated[
+        str | None, typer.Option("--bench", "-b", help="Benchmark (default: from run.json).")
+    ] = None,
+    reference_set: RefSetOpt = None,
+) -> None:
+    """Objective speech metrics per turn, on the agent's and the reference's audio (resumable, cached)."""
+    from speechrole.measure import Measurement, bench_spec_of, create_metrics
+    from speechrole.models import ModelMissingError
+
+    spec = bench or bench_spec_of(run_dir)
+    if spec is None:
+        raise _fail(f"no benchmark given and none recorded in {run_dir / 'run.json'}; pass --bench")
+    loaded, _ = _load_bench(spec, reference_set, [])
+    try:
+        made = create_metrics(split_metric_specs(metrics))
+        for metric in made:
+            metric.load()
+    except (ModelMissingError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    progress = _ClipProgress()
+    try:
+        outcome = Measurement(loaded, run_dir, made, progress).run()
+    except DataError as exc:
+        raise _fail(exc.problem.describe()) from None
+    finally:
+        progress.stop()
+    _print_problems(outcome.problems, limit=20)
+    rtf = outcome.seconds / outcome.audio_seconds if outcome.audio_seconds else 0.0
+    out.print(
+        f"{outcome.clips} clips ({outcome.audio_seconds:.0f} s of audio): {outcome.measured} values measured, "
+        f"{outcome.reused} reused, {outcome.errors} without a value; {outcome.seconds:.1f} s (real-time factor "
+        f"{rtf:.3f}) -> {run_dir / 'measures.jsonl'}",
+        highlight=False,
+    )
+
+
+@app.command("metrics")
+def metrics_list() -> None:
+    """List the objective metrics, their fields (with the better direction), and whether each runs here."""
+    from rich.table import Table
+
+    from speechrole.metrics import METRICS, load_builtin
+
+    load_builtin()
+    table = Table(title="Objective metrics", title_justify="left")
+    for col in ("name", "fields", "usable here", "what"):
+        table.add_column(col, overflow="fold")
+    for entry in METRICS.entries():
+        fields = ", ".join(f"{k} ({v})" for k, v in entry.factory.fields.items())  # type: ignore[attr-defined]
+        why = entry.availability()
+        table.add_row(
+            entry.name,
+            fields,
+            "[green]yes[/]" if why is None else f"[red]no[/]: {escape(why)}",
+            entry.summary,
+        )
+    out.print(table)
 
 
 @app.command()

@@ -227,10 +227,21 @@ def read_run(run_dir: Path, name: str) -> list[SystemResults]:
 
 
 def read_any(name: str, path: Path) -> list[SystemResults]:
-    """A run directory with a judge log, else a results folder in the official layout."""
+    """A run directory (its judge log, else its exported results, else nothing judged yet: objective
+    metrics only), or a results folder in the official layout."""
     if (path / "judgments.jsonl").is_file():
         return read_run(path, name)
-    return [read_system(path, name)]
+    if _is_system_dir(path / "test_results"):
+        system = read_system(path / "test_results", name)
+        system.source = path  # the run, where measures.jsonl and generations.jsonl are
+        return [system]
+    if _is_system_dir(path):
+        return [read_system(path, name)]
+    return [SystemResults(name=name, source=path)]
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any((path / f).is_file() for f in ("run.json", "judgments.jsonl", "measures.jsonl"))
 
 
 def _is_system_dir(path: Path) -> bool:
@@ -247,13 +258,13 @@ def discover_systems(path: Path) -> list[tuple[str, Path]]:
     path = Path(path)
     if not path.is_dir():
         raise DataError(path, "", "results directory not found")
-    if (path / "judgments.jsonl").is_file():
+    if _is_run_dir(path):
         return [(_run_name(path), path)]
     if _is_system_dir(path):
         return [(_run_name(path.parent) if path.name == "test_results" else path.name, path)]
     results = path / "test_results"
     if _is_system_dir(results):
-        return [(_run_name(path), results)]
+        return [(_run_name(path), path)]
     for folder in (results, path):
         systems = (
             [(d.name, d) for d in sorted(folder.iterdir()) if d.is_dir() and _is_system_dir(d)]

@@ -71,9 +71,22 @@ class WhisperASR:
     def transcribe(self, audio: Path | None, language: Language, hint: str) -> str:
         if audio is None:
             raise ValueError("this turn has no user audio to transcribe")
+        return self._run(str(audio), language)
+
+    def transcribe_array(self, audio: Any, language: Language) -> str:
+        """Text of 16 kHz mono float32 samples (for metrics, which hold clips decoded once)."""
+        return self._run(audio, language)
+
+    def _run(self, audio: Any, language: Language) -> str:
         lang = "en" if self.english_only else language.value
         with self._lock:  # CTranslate2 models are not reentrant across threads on CPU
-            segments, _ = self._model.transcribe(str(audio), language=lang, beam_size=self.beam_size)
+            segments, _ = self._model.transcribe(
+                audio,
+                language=lang,
+                beam_size=self.beam_size,
+                without_timestamps=True,
+                condition_on_previous_text=False,
+            )
             return "".join(s.text for s in segments).strip()
 
     def describe(self) -> dict[str, Any]:

@@ -9,7 +9,9 @@ metrics are left out of every mean and counted, never divided and never 0.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -183,6 +185,7 @@ class SystemScores:
     flags: Flags
     problems: list[Problem]
     order_consistency: OrderConsistency | None = None
+    objective: dict[str, object] | None = None  # objective metrics and correlations (see score/objective.py)
 
     def summary(self, split: Split = Split()) -> SplitSummary | None:
         return next((s for s in self.summaries if s.split == split), None)
@@ -197,6 +200,7 @@ class SystemScores:
             "splits": [s.to_dict() for s in self.summaries],
             "flags": self.flags.to_dict(),
             "order_consistency": self.order_consistency.to_dict() if self.order_consistency else None,
+            "objective": self.objective,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -268,18 +272,21 @@ def build_table(
             if pairs:  # several judgments (e.g. both orders of the swap protocol) are averaged
                 test[i, m] = sum(p[0] for p in pairs) / len(pairs)
                 ref[i, m] = sum(p[1] for p in pairs) / len(pairs)
+    return SampleTable(keys, *row_labels(keys, bench, overrides), test=test, ref=ref)
+
+
+def row_labels(
+    keys: list[str], bench: Benchmark | None, overrides: dict[str, Language]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(modes, roles, languages, categories) of sample keys; language "" and category "" when unknown."""
     parsed = [split_key(k) for k in keys]
     langs = [role_language(role, bench, overrides) for _, role, _ in parsed]
     bench_samples = {s.key: s for s in bench.samples} if bench is not None else {}
-    cats = [bench_samples[k].category if k in bench_samples else "" for k in keys]
-    return SampleTable(
-        keys=keys,
-        modes=np.array([p[0] for p in parsed], dtype=object),
-        roles=np.array([p[1] for p in parsed], dtype=object),
-        languages=np.array([lang.value if lang else "" for lang in langs], dtype=object),
-        categories=np.array(cats, dtype=object),
-        test=test,
-        ref=ref,
+    return (
+        np.array([p[0] for p in parsed], dtype=object),
+        np.array([p[1] for p in parsed], dtype=object),
+        np.array([lang.value if lang else "" for lang in langs], dtype=object),
+        np.array([bench_samples[k].category if k in bench_samples else "" for k in keys], dtype=object),
     )
 
 
@@ -502,7 +509,7 @@ def build_flags(system: SystemResults, table: SampleTable, bench: Benchmark | No
         if r in known_defects() and not defects.get(r):
             defects[r] = [known_defects()[r]]
     flags.defect_roles = {r: d for r, d in defects.items() if d}
-    if bench is not None:
+    if bench is not None and table.keys:
         judged = set(table.keys)
         expected = {s.key for s in bench.samples}
         flags.missing_samples = sorted(expected - judged, key=split_key)
@@ -570,6 +577,29 @@ def _splits_for(table: SampleTable, by: tuple[str, ...]) -> list[Split]:
     return splits
 
 
+def _objective(
+    system: SystemResults,
+    table: SampleTable,
+    by: tuple[str, ...],
+    spec: BootstrapSpec,
+    labels: Callable[[list[str]], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+) -> dict[str, object] | None:
+    """Objective metrics of a run directory that was measured (None otherwise)."""
+    from speechrole.score.objective import correlations, load_objective, objective_dict, summarize_objective
+
+    source = Path(system.source)
+    if not source.is_dir():
+        return None
+    obj = load_objective(source, table.keys, labels)
+    if obj is None:
+        return None
+    rows = SampleTable(obj.keys, obj.modes, obj.roles, obj.languages, obj.categories, obj.agent, obj.agent)
+    summaries = [(split, summarize_objective(obj, split, spec)) for split in _splits_for(rows, by)]
+    kept = [(split, sums) for split, sums in summaries if any(m.n for m in sums)]
+    corr = correlations(table, obj, spec) if table.keys else []
+    return objective_dict(obj, kept or summaries[:1], corr)
+
+
 def score_systems(
     systems: list[SystemResults],
     *,
@@ -602,6 +632,9 @@ def score_systems(
                 flags=build_flags(system, table, bench),
                 problems=system.problems,
                 order_consistency=order_consistency(system.judgments),
+                objective=_objective(
+                    system, table, by, spec, lambda keys: row_labels(keys, bench, overrides)
+                ),
             )
         )
     comparisons: list[Comparison] = []

@@ -268,6 +268,67 @@ def flags_table(report: ScoreReport) -> TextTable:
     )
 
 
+def objective_table(report: ScoreReport, sep: str = " ") -> TextTable | None:
+    rows = []
+    notes: list[str] = []
+    for s in report.systems:
+        obj = s.objective
+        if not obj:
+            continue
+        first = obj["splits"][0]  # type: ignore[index]
+        for m in first["measures"]:
+            est = {
+                k: Estimate(m[k]["value"], m[k]["ci_low"], m[k]["ci_high"])
+                for k in ("agent", "reference", "ratio")
+            }
+            rows.append(
+                [
+                    s.name,
+                    m["measure"],
+                    {"higher": "↑", "lower": "↓"}.get(m["direction"], ""),
+                    fmt_ci(est["agent"], sep),
+                    fmt_ci(est["reference"], sep),
+                    fmt_ci(est["ratio"], sep),
+                    str(m["n"]),
+                ]
+            )
+        if obj["errors"]:  # type: ignore[index]
+            notes.append(
+                f"{s.name}: clips without a value: " + ", ".join(f"{k} {v}" for k, v in obj["errors"].items())
+            )  # type: ignore[union-attr]
+        if obj["flags"]:  # type: ignore[index]
+            notes.append(
+                f"{s.name}: flagged agent clips: " + ", ".join(f"{k} {v}" for k, v in obj["flags"].items())
+            )  # type: ignore[union-attr]
+    if not rows:
+        return None
+    return TextTable(
+        "Objective metrics (all modes, all languages; per sample, mean over its turns)",
+        ["system", "measure", "better", "agent", "reference", "agent / reference", "samples"],
+        rows,
+        f"[{report.spec.confidence:.0%} CI: bootstrap over roles] · ↑ higher is better, ↓ lower is better",
+        notes,
+    )
+
+
+def correlation_table(report: ScoreReport, sep: str = " ") -> TextTable | None:
+    rows = []
+    for s in report.systems:
+        for c in (s.objective or {}).get("correlations", []):  # type: ignore[union-attr]
+            rho = Estimate(c["spearman"]["value"], c["spearman"]["ci_low"], c["spearman"]["ci_high"])
+            rows.append(
+                [s.name, METRIC_ABBREV[c["judge_metric"]], c["measure"], fmt_ci(rho, sep), str(c["n"])]
+            )
+    if not rows:
+        return None
+    return TextTable(
+        "Judge metrics against their objective counterparts (Spearman's rho, per sample)",
+        ["system", "judge metric", "objective measure", "rho", "samples"],
+        rows,
+        "rho between the judge's score of the agent and the agent's measured value · CI: bootstrap over roles",
+    )
+
+
 def all_tables(report: ScoreReport, sep: str = " ", detail: bool = False) -> list[TextTable]:
     builders: list[Callable[[], TextTable | None]] = [
         lambda: leaderboard(report, sep),
@@ -276,6 +337,8 @@ def all_tables(report: ScoreReport, sep: str = " ", detail: bool = False) -> lis
         lambda: _by_table(report, "role", "Overall score by role", sep),
         lambda: _by_table(report, "category", "Overall score by category", sep),
         lambda: comparison_table(report, sep),
+        lambda: objective_table(report, sep),
+        lambda: correlation_table(report, sep),
         lambda: detail_table(report) if detail else None,
         lambda: flags_table(report),
     ]
