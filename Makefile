@@ -1,4 +1,4 @@
-# Two commands do all the set-up (see README): `make test` and, with the demo issue, `make demo`.
+# Two commands do all the set-up (see README): `make demo` (the main job, offline) and `make test`.
 # Each creates .venv on first use and installs what it needs (Debian voices included); nothing is
 # installed by hand.
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint clean
+.PHONY: setup demo test lint clean
 
 $(STAMP): pyproject.toml scripts/install-system-packages.sh
 	scripts/install-system-packages.sh
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml scripts/install-system-packages.sh
 	touch $@
 
 setup: $(STAMP)
+
+# The offline demo: `speechrole eval` on the bundled `mini` benchmark with the bundled offline agent.
+demo: setup
+	$(BIN)/speechrole demo
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples

@@ -321,3 +321,14 @@ def test_cascade_with_an_openai_compatible_llm(tmp_path: Path, streaming: bool) 
     assert (tmp_path / "a.wav").is_file() and server.state.models == {"role-model"}
     if streaming:
         assert reply.latency_s["first_audio"] < reply.latency_s["total"]
+
+
+def test_backend_options_go_beside_the_backend_and_unknown_options_are_refused() -> None:
+    from speechrole.agents.base import parse_backend
+
+    with pytest.raises(ValueError, match=r"as llm\.quantize=int8"):
+        parse_backend("smollm2:quantize=int8")
+    with pytest.raises(ValueError, match="unknown option 'hnit'"):
+        create_agent("cascaded:asr=gold,hnit=short")
+    with pytest.raises(TypeError, match="quantise"):
+        create_agent("cascaded:asr=gold,asr.quantise=int8")  # a typo in a backend option is an error too

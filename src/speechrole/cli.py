@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from speechrole import __version__
 from speechrole.problems import DataError, Problem
+from speechrole.progress import LiveProgress
 
 app = typer.Typer(
     name="speechrole",
@@ -183,26 +184,6 @@ def split_metric_specs(text: str) -> tuple[str, ...]:
     return tuple(specs)
 
 
-class _ClipProgress:
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("measuring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-        )
-        self.task = self.progress.add_task("measure", total=0)
-
-    def start(self, clips: int, metrics: int) -> None:
-        self.progress.update(self.task, total=clips)
-        self.progress.start()
-
-    def advance(self, outcome: str) -> None:
-        self.progress.update(self.task, advance=1)
-
-    def stop(self) -> None:
-        self.progress.stop()
-
-
 @app.command()
 def measure(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (outputs in model_output/).")],
@@ -228,9 +209,9 @@ def measure(
             metric.load()
     except (ModelMissingError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    progress = _ClipProgress()
+    progress = LiveProgress(err)
     try:
-        outcome = Measurement(loaded, run_dir, made, progress).run()
+        outcome = Measurement(loaded, run_dir, made, progress.stage("measure")).run()
     except DataError as exc:
         raise _fail(exc.problem.describe()) from None
     finally:
@@ -376,37 +357,6 @@ def convert(
         raise typer.Exit(1)
 
 
-class _TurnProgress:
-    """A live bar over generated turns."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.counts = {"generated": 0, "skipped": 0, "failed": 0}
-        self.progress = Progress(
-            TextColumn("generating"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            console=err,
-        )
-        self.task = self.progress.add_task("generate", total=0, status="")
-
-    def start(self, turns: int) -> None:
-        self.progress.update(self.task, total=turns)
-        self.progress.start()
-
-    def advance(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
-        self.progress.update(
-            self.task, advance=1, status=" · ".join(f"{k} {v}" for k, v in self.counts.items())
-        )
-
-    def stop(self) -> None:
-        self.progress.stop()
-
-
 def _make_agent(spec: str):  # type: ignore[no-untyped-def]
     from speechrole.agents.base import create_agent
     from speechrole.models import ModelMissingError
@@ -456,10 +406,16 @@ def generate(
         workers=workers,
         name=name,
     )
-    progress = _TurnProgress()
+    progress = LiveProgress(err)
     try:
         outcome = Generation(
-            loaded, made, run_dir, config, agent_spec=agent, bench_spec=bench, reporter=progress
+            loaded,
+            made,
+            run_dir,
+            config,
+            agent_spec=agent,
+            bench_spec=bench,
+            reporter=progress.stage("generate"),
         ).run()
     except DataError as exc:
         raise _fail(exc.problem.describe()) from None
@@ -545,49 +501,17 @@ def _endpoint(model: str, base_url: str | None, key_env: str | None) -> tuple[st
     return base_url, key_env or DEFAULT_KEY_ENV
 
 
+def _require_key(url: str, key_env: str) -> None:
+    import os
+
+    if not os.environ.get(key_env) and not _is_loopback(url):
+        raise _fail(f"set the judge's API key in ${key_env} (keys are read from the environment only)")
+
+
 def _is_loopback(url: str) -> bool:
     from urllib.parse import urlparse
 
     return (urlparse(url).hostname or "") in {"127.0.0.1", "localhost", "::1"}
-
-
-class _ProgressReporter:
-    """A live bar over judge calls, with outcome counts and spend."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.counts = {"scored": 0, "unscored": 0, "cached": 0, "skipped": 0}
-        self.spent = 0.0
-        self.progress = Progress(
-            TextColumn("judging"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=False,
-        )
-        self.task = self.progress.add_task("judge", total=0, status="")
-
-    def start(self, jobs: int, calls: int, estimate_usd: float | None) -> None:
-        cost = (
-            "unknown (no price for this judge model)"
-            if estimate_usd is None
-            else f"at most ${estimate_usd:.4f}"
-        )
-        err.print(f"{jobs} samples, {calls} judge calls; estimated cost of the calls not yet done: {cost}")
-        self.progress.update(self.task, total=calls)
-        self.progress.start()
-
-    def advance(self, outcome: str, cost_usd: float) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
-        self.spent += cost_usd
-        status = " · ".join(f"{k} {v}" for k, v in self.counts.items()) + f" · ${self.spent:.4f}"
-        self.progress.update(self.task, advance=1, status=status)
-
-    def stop(self) -> None:
-        self.progress.stop()
 
 
 @app.command()
@@ -630,14 +554,12 @@ def judge(
     reference_set: RefSetOpt = None,
 ) -> None:
     """Judge a run's spoken answers against the references with an audio LLM (resumable, cached)."""
-    import os
-
     from speechrole.judge.runner import JudgeConfig, JudgeRun, JudgeTarget
     from speechrole.schema import Mode
 
     url, key_env = _endpoint(judge_model, base_url, api_key_env)
-    if not os.environ.get(key_env) and not _is_loopback(url) and not estimate_only:
-        raise _fail(f"set the judge's API key in ${key_env} (keys are read from the environment only)")
+    if not estimate_only:
+        _require_key(url, key_env)
     try:
         target = JudgeTarget.for_run(run_dir, model)
     except DataError as exc:
@@ -667,9 +589,9 @@ def judge(
         cache_path=cache,
         use_cache=use_cache,
     )
-    reporter = _ProgressReporter()
+    progress = LiveProgress(err)
     try:
-        run = JudgeRun(loaded, target, config, reporter)
+        run = JudgeRun(loaded, target, config, progress.stage("judge"))
     except (ValueError, DataError) as exc:
         raise _fail(exc.problem.describe() if isinstance(exc, DataError) else str(exc)) from None
     if estimate_only:
@@ -683,7 +605,7 @@ def judge(
     try:
         outcome = asyncio.run(run.run())
     finally:
-        reporter.stop()
+        progress.stop()
     _print_problems(outcome.problems)
     _print_judge_outcome(outcome)
     if outcome.stopped:
@@ -794,6 +716,212 @@ def bench_info(
         f"content hash {loaded.content_hash[:16]}"
     )
     _print_problems(problems)
+
+
+# --- eval, demo, report ---------------------------------------------------------------------------
+
+#: The demo: the bundled `mini` benchmark, the offline cascade, the default objective metrics.
+DEMO_AGENT = "offline"
+
+
+def _selection(
+    limit: int | None, roles: str | None, mode: str | None, history: str, workers: int, name: str | None
+):  # type: ignore[no-untyped-def]
+    from speechrole.generate import GenerateConfig
+    from speechrole.schema import Mode
+
+    if history not in ("gold", "own"):
+        raise _fail(f"--history must be gold or own, got {history!r}")
+    if mode is not None and mode not in {m.value for m in Mode}:
+        raise _fail(f"--mode must be single or multi, got {mode!r}")
+    return GenerateConfig(
+        history=history,  # type: ignore[arg-type]
+        limit=limit,
+        roles=tuple(r.strip() for r in roles.split(",")) if roles else None,
+        modes=(Mode(mode),) if mode else None,
+        workers=workers,
+        name=name,
+    )
+
+
+def _run_eval(config, title: str) -> None:  # type: ignore[no-untyped-def]
+    from speechrole.evaluate import Evaluation
+    from speechrole.models import ModelMissingError
+    from speechrole.score.render import leaderboard, metric_table, objective_role_table
+
+    err.print(
+        f"{title}: {config.bench} · agent {config.agent} · run directory {config.run_dir}", highlight=False
+    )
+    progress = LiveProgress(err)
+    try:
+        outcome = Evaluation(config, progress).run()
+    except DataError as exc:
+        raise _fail(exc.problem.describe()) from None
+    except (ModelMissingError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        progress.stop()
+    _print_problems(outcome.problems, limit=20)
+    if outcome.score is not None:
+        judged = any(s.n_judgments for s in outcome.score.systems)
+        builders = [objective_role_table] + ([leaderboard, metric_table] if judged else [])
+        tables = [t for t in (b(outcome.score) for b in builders) if t is not None]
+        _print_tables(tables)
+        if not judged:
+            from speechrole.evaluate import JUDGE_HELP
+
+            out.print(f"[yellow]{escape(JUDGE_HELP)}[/]", highlight=False, soft_wrap=True)
+    timings = " · ".join(f"{k} {v['seconds']:.1f} s" for k, v in outcome.stages.items())
+    out.print(f"stages: {timings}", highlight=False)
+    for name, path in outcome.paths.items():
+        out.print(f"{name}: {path}", highlight=False)
+    for line in outcome.failed:
+        out.print(f"[yellow]{escape(line)}[/]", highlight=False)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def _print_tables(tables) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    for t in tables:
+        table = Table(title=t.title, caption=t.caption or None, title_justify="left")
+        for i, col in enumerate(t.columns):
+            table.add_column(col, justify="left" if i < 2 else "right", overflow="fold")
+        for row in t.rows:
+            table.add_row(*(escape(c) for c in row))
+        out.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    bench: Annotated[
+        str,
+        typer.Option(
+            "--bench",
+            "-b",
+            help="Benchmark: a SpeechRole-Eval folder, hf:OWNER/NAME (Hugging Face), or mini.",
+        ),
+    ],
+    agent: Annotated[
+        str, typer.Option("--agent", "-a", help="Agent spec (see `speechrole agents`) or a YAML file.")
+    ],
+    run_dir: Annotated[Path, typer.Option("--run-dir", "-r", help="Where the run is written (resumable).")],
+    judge_model: Annotated[
+        str | None, typer.Option("--judge", "-j", help="Judge model (none: objective metrics only).")
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="The judge's OpenAI-compatible endpoint (inferred for gemini-*, gpt-*)."),
+    ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the judge's key.")
+    ] = None,
+    protocol: Annotated[str, typer.Option(help="Judge protocol: official, swap or per-metric.")] = "official",
+    concurrency: Annotated[int, typer.Option(min=1, help="Judge requests in flight at once.")] = 8,
+    max_cost: Annotated[float | None, typer.Option(help="Stop judging before spending more (USD).")] = None,
+    metrics: Annotated[
+        str, typer.Option(help="Objective metrics, comma-separated (see `speechrole metrics`).")
+    ] = "speaker,dnsmos,intelligibility,prosody,duration",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")] = None,
+    roles: Annotated[str | None, typer.Option(help="Comma-separated roles.")] = None,
+    mode: Annotated[str | None, typer.Option(help="single or multi (default: both).")] = None,
+    history: Annotated[str, typer.Option(help="gold (reference answers as history) or own.")] = "gold",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Parallel samples, for remote or thread-safe agents.")
+    ] = 1,
+    name: Annotated[str | None, typer.Option(help="The run's name in tables (default: the folder).")] = None,
+    report: Annotated[bool, typer.Option(help="Write report.html into the run directory.")] = True,
+    reference_set: RefSetOpt = None,
+) -> None:
+    """Evaluate an agent end to end: generate -> measure -> judge (with --judge) -> score -> report."""
+    from speechrole.evaluate import EvalConfig
+    from speechrole.judge.config import JudgeConfig
+
+    judge = None
+    if judge_model:
+        url, key_env = _endpoint(judge_model, base_url, api_key_env)
+        _require_key(url, key_env)
+        judge = JudgeConfig(
+            model=judge_model,
+            base_url=url,
+            api_key_env=key_env,
+            protocol=protocol,
+            concurrency=concurrency,
+            max_cost_usd=max_cost,
+        )
+    config = EvalConfig(
+        bench=bench,
+        agent=agent,
+        run_dir=run_dir,
+        judge=judge,
+        metrics=split_metric_specs(metrics),
+        selection=_selection(limit, roles, mode, history, workers, name),
+        reference_set=reference_set,
+        report=report,
+    )
+    _run_eval(config, "eval")
+
+
+@app.command()
+def demo(
+    run_dir: Annotated[Path, typer.Option("--run-dir", "-r", help="Where the demo run is written.")] = Path(
+        "runs/demo"
+    ),
+    judge_model: Annotated[
+        str | None, typer.Option("--judge", "-j", help="Also judge, with this model (needs its endpoint).")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="The judge's OpenAI-compatible endpoint.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the judge's key.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")] = None,
+) -> None:
+    """The offline demo: `eval` on the bundled `mini` benchmark with the bundled offline agent (no GPU, no
+    key, no network), ending with the score table and the report."""
+    from speechrole.evaluate import DEFAULT_METRICS, EvalConfig
+    from speechrole.judge.config import JudgeConfig
+
+    judge = None
+    if judge_model:
+        url, key_env = _endpoint(judge_model, base_url, api_key_env)
+        _require_key(url, key_env)
+        judge = JudgeConfig(model=judge_model, base_url=url, api_key_env=key_env)
+    config = EvalConfig(
+        bench="mini",
+        agent=DEMO_AGENT,
+        run_dir=run_dir,
+        judge=judge,
+        metrics=DEFAULT_METRICS,
+        selection=_selection(limit, None, None, "gold", 1, "offline-demo"),
+    )
+    _run_eval(config, "demo")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    bench: Annotated[
+        str | None, typer.Option("--bench", "-b", help="Benchmark (default: from run.json).")
+    ] = None,
+    embed_audio: Annotated[
+        bool, typer.Option(help="Embed the audio in the file instead of linking it (large).")
+    ] = False,
+) -> None:
+    """Write a self-contained HTML report: scores, and every sample to read and listen to."""
+    from speechrole.report import build_report
+
+    loaded = _load_bench(bench, None, [])[0] if bench else None
+    try:
+        path = build_report(runs, output, bench=loaded, embed_audio=embed_audio)
+    except DataError as exc:
+        raise _fail(exc.problem.describe()) from None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"wrote {path}")
 
 
 def main() -> None:

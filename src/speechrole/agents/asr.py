@@ -35,7 +35,6 @@ class WhisperASR:
         compute_type: str = "auto",
         beam_size: int | str = 1,
         english_only: bool = False,
-        **_: Any,
     ) -> None:
         try:
             from faster_whisper import WhisperModel
@@ -147,5 +146,5 @@ class GoldTranscript:
 
 
 @ASRS.register("gold", summary="oracle: the benchmark's transcript of the user turn (no recognition)")
-def _gold(**_: Any) -> ASR:
+def _gold() -> ASR:
     return GoldTranscript()

@@ -91,6 +91,8 @@ def parse_backend(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
     head, at, url = spec.partition("@")
     name, colon, model = head.partition(":")
     options = {}
+    if "=" in model:
+        raise ValueError(f"backend {spec!r}: options go beside it, as llm.{model} (or use a YAML agent spec)")
     if colon:
         options["model"] = model
     if at:

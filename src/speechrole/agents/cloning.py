@@ -41,7 +41,6 @@ class F5TTSBackend:
         vocoder: str = "",
         device: str = "",
         nfe_step: int | str = 32,
-        **_: Any,
     ) -> None:
         if (why := needs_module("f5_tts", "pip install f5-tts")) is not None:
             raise ModelMissingError(f"F5-TTS unavailable: {why}")
@@ -103,7 +102,7 @@ def _f5(**options: Any) -> TTS:
 class CosyVoice2Backend:
     """CosyVoice2 `inference_zero_shot`, every yielded piece kept (the released script kept only the first)."""
 
-    def __init__(self, model: str = "", **_: Any) -> None:
+    def __init__(self, model: str = "") -> None:
         if (
             why := needs_module("cosyvoice", "install CosyVoice from its repository (FunAudioLLM/CosyVoice)")
         ) is not None:

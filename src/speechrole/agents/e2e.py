@@ -38,7 +38,6 @@ class OpenAIAudioAgent(Agent):
         voice: str = "alloy",
         temperature: float | str = 0.7,
         timeout_s: float | str = 180.0,
-        **_: Any,
     ) -> None:
         self.model, self.base_url, self.api_key_env, self.voice = model, base_url, api_key_env, voice
         self.temperature = float(temperature)
@@ -125,7 +124,6 @@ class QwenOmniAgent(Agent):
         speaker: str = "Ethan",
         device: str = "auto",
         max_new_tokens: int | str = 256,
-        **_: Any,
     ) -> None:
         try:
             import torch

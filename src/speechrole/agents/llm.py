@@ -46,7 +46,6 @@ class OpenAIChatLLM:
         temperature: float | str = 0.7,
         max_tokens: int | str = 256,
         timeout_s: float | str = 120.0,
-        **_: Any,
     ) -> None:
         if not model:
             raise ValueError("the openai LLM backend needs a model: openai:MODEL@BASE_URL")
@@ -108,7 +107,6 @@ class TransformersLLM:
         device: str = "auto",
         quantize: str = "",
         label: str = "transformers",
-        **_: Any,
     ) -> None:
         try:
             import torch
@@ -126,6 +124,9 @@ class TransformersLLM:
         }
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its "Loading weights" bars would break our progress display
         try:
             source, kwargs = model, {"gguf_file": gguf_file} if gguf_file else {}
             self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

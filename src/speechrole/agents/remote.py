@@ -93,7 +93,7 @@ class RemoteHTTPAgent(Agent):
     thread_safe = True
 
     def __init__(
-        self, url: str = "", timeout_s: float | str = 300.0, send_reference: bool | str = False, **_: Any
+        self, url: str = "", timeout_s: float | str = 300.0, send_reference: bool | str = False
     ) -> None:
         if not url:
             raise ValueError("the remote agent needs its address: remote:url=http://host:port")
@@ -136,7 +136,7 @@ class RemoteStdioAgent(Agent):
     """A subprocess that reads one JSON request per line on stdin and writes one JSON answer per line."""
 
     def __init__(
-        self, command: str = "", timeout_s: float | str = 300.0, send_reference: bool | str = False, **_: Any
+        self, command: str = "", timeout_s: float | str = 300.0, send_reference: bool | str = False
     ) -> None:
         if not command:
             raise ValueError("the stdio agent needs its command: remote-stdio:command=python my_agent.py")

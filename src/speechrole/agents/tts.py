@@ -130,7 +130,7 @@ class VoiceBankTTS:
 
     thread_safe = True
 
-    def __init__(self, **_: Any) -> None:
+    def __init__(self) -> None:
         self.voices = installed_voices()
         if not self.voices:
             raise ModelMissingError(_check_bank() or "no bank voice installed")

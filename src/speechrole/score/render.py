@@ -311,6 +311,41 @@ def objective_table(report: ScoreReport, sep: str = " ") -> TextTable | None:
     )
 
 
+#: The measures shown per role: (measure, column title, show the reference beside the agent).
+HEADLINE_MEASURES = (
+    ("speaker.similarity", "voice similarity ↑", False),
+    ("dnsmos.ovrl", "DNSMOS OVRL ↑ (agent / ref)", True),
+    ("intelligibility.error_rate", "ASR error ↓ (agent / ref)", True),
+    ("duration.seconds", "seconds (agent / ref)", True),
+    ("latency.first_audio_s", "first audio s ↓", False),
+)
+
+
+def objective_role_table(report: ScoreReport) -> TextTable | None:
+    """The headline objective measures of each role (needs `role` among the splits), one row per role."""
+    rows = []
+    for s in report.systems:
+        for split in (s.objective or {}).get("splits", []):  # type: ignore[union-attr]
+            if split.get("role") is None:
+                continue
+            found = {m["measure"]: m for m in split["measures"]}
+            cells = []
+            for measure, _, with_ref in HEADLINE_MEASURES:
+                m = found.get(measure)
+                agent = fmt(m["agent"]["value"], 2) if m else "–"
+                cells.append(f"{agent} / {fmt(m['reference']['value'], 2)}" if m and with_ref else agent)
+            rows.append([s.name, str(split["role"]), *cells])
+    if not rows:
+        return None
+    return TextTable(
+        "Objective metrics by role (per sample, mean over its turns)",
+        ["system", "role", *(title for _, title, _ in HEADLINE_MEASURES)],
+        rows,
+        "voice similarity: agent's clips against the role's reference voice (cosine) · all measures: "
+        "speechrole score RUN --by role",
+    )
+
+
 def correlation_table(report: ScoreReport, sep: str = " ") -> TextTable | None:
     rows = []
     for s in report.systems:
@@ -330,17 +365,19 @@ def correlation_table(report: ScoreReport, sep: str = " ") -> TextTable | None:
 
 
 def all_tables(report: ScoreReport, sep: str = " ", detail: bool = False) -> list[TextTable]:
+    judged = any(s.n_judgments for s in report.systems) or not any(s.objective for s in report.systems)
     builders: list[Callable[[], TextTable | None]] = [
-        lambda: leaderboard(report, sep),
-        lambda: metric_table(report, sep),
-        lambda: splits_table(report, sep),
-        lambda: _by_table(report, "role", "Overall score by role", sep),
-        lambda: _by_table(report, "category", "Overall score by category", sep),
+        lambda: leaderboard(report, sep) if judged else None,
+        lambda: metric_table(report, sep) if judged else None,
+        lambda: splits_table(report, sep) if judged else None,
+        lambda: _by_table(report, "role", "Overall score by role", sep) if judged else None,
+        lambda: _by_table(report, "category", "Overall score by category", sep) if judged else None,
         lambda: comparison_table(report, sep),
         lambda: objective_table(report, sep),
+        lambda: objective_role_table(report),
         lambda: correlation_table(report, sep),
         lambda: detail_table(report) if detail else None,
-        lambda: flags_table(report),
+        lambda: flags_table(report) if judged else None,
     ]
     return [t for t in (b() for b in builders) if t is not None]
 
