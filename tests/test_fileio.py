@@ -50,3 +50,14 @@ def test_write_json_atomic_leaves_no_temp_files(tmp_path: Path) -> None:
     assert read_json(path) == {"role": "李白"}
     assert "李白" in path.read_text(encoding="utf-8")  # not ASCII-escaped, like the official files
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path: Path) -> None:
+    import stat
+
+    from speechrole import fileio
+    from speechrole.fileio import write_text_atomic
+
+    write_text_atomic(tmp_path / "report.html", "<p>x</p>")
+    expected = 0o666 & ~fileio._UMASK
+    assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == expected != 0o600

@@ -28,6 +28,15 @@ def read_json(path: Path) -> Any:
         raise DataError(path, "", reason) from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: done once, at import, before any thread
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a whole file so that readers see either the old or the new content, never a torn one.
 
@@ -38,6 +47,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        Path(tmp).chmod(0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

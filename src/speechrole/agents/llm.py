@@ -3,7 +3,9 @@ server, hosted APIs), a local transformers model, and the bundled SmolLM2-135M-I
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -228,7 +230,9 @@ def _smollm2_folder() -> Path:
 
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".convert-"))
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The converter's own progress bars (plain tqdm) would break the caller's display: it takes ~3 s.
+    with contextlib.redirect_stderr(io.StringIO()):
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a GGUF-loaded model; its dequantised weights are plain tensors though.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
