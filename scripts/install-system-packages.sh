@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The Debian packages speechrole's bundled voices need: espeak-ng (English and Mandarin), flite, and
+# The Debian packages speechrole needs: for the bundled voices espeak-ng (English and Mandarin), flite and
 # festival with two voices. Idempotent: installs only what is missing. Run by `make`.
 set -euo pipefail
-PACKAGES="espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k"
+# chromium and its driver: the browser tests of the report and the viewer (selenium).
+PACKAGES="espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k chromium chromium-driver"
 missing=""
 for p in $PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -924,6 +924,96 @@ def report(
     out.print(f"wrote {path}")
 
 
+@app.command()
+def view(
+    runs_dir: Annotated[Path, typer.Argument(help="A folder of run directories (or one run).")],
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8766,
+    rater: Annotated[str, typer.Option(help="Your rater id for the blind A/B mode.")] = "",
+) -> None:
+    """A local web app over runs: scores, samples to filter, sort and listen to, and blind A/B rating."""
+    from speechrole.view import discover_runs, serve
+
+    if not runs_dir.is_dir():
+        raise _fail(f"{runs_dir}: not a folder")
+    if not discover_runs(runs_dir):
+        raise _fail(f"{runs_dir}: no run directory (run.json and model_output/) found in it")
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise _fail("the viewer needs its extra: pip install 'speechrole[view]'") from None
+    err.print(
+        f"speechrole view on http://{host}:{port} (Ctrl-C to stop); ratings go to {runs_dir / 'ratings.sqlite'}"
+    )
+    serve(runs_dir, host, port, rater)
+
+
+@app.command()
+def agreement(
+    runs_dir: Annotated[Path, typer.Argument(help="The folder given to `speechrole view`.")],
+    ratings: Annotated[
+        Path | None, typer.Option(help="Ratings database (default: RUNS_DIR/ratings.sqlite).")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+    replicates: Annotated[int, typer.Option(min=100, help="Bootstrap replicates.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Judge against human ratings per metric (Spearman, Kendall) and Krippendorff's alpha between raters
+    and between repeated judgments, with bootstrap intervals."""
+    import json
+
+    from rich.table import Table
+
+    from speechrole.agreement import agreement as compute
+    from speechrole.agreement import collect
+    from speechrole.schema import METRIC_ABBREV
+
+    try:
+        human, judge, raters, n = collect(runs_dir, ratings)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    report = compute(human, judge, raters=raters, n_ratings=n, replicates=replicates, seed=seed)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        return
+
+    def cell(i) -> str:  # type: ignore[no-untyped-def]
+        if i.value is None:
+            return "–"
+        return f"{i.value:.3f}" + ("" if i.low is None else f" [{i.low:.2f}, {i.high:.2f}]")
+
+    table = Table(
+        title=f"Agreement: {n} rated samples by {len(raters)} rater(s) ({', '.join(raters)})",
+        caption=f"on s_agent/s_reference per sample · {report.confidence:.0%} CI: bootstrap over samples, "
+        f"{report.replicates} replicates, seed {seed}",
+        title_justify="left",
+    )
+    for col in (
+        "metric",
+        "n",
+        "Spearman (judge vs human)",
+        "Kendall",
+        "n",
+        "alpha raters",
+        "n",
+        "alpha judge repeats",
+    ):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for m in report.metrics:
+        table.add_row(
+            METRIC_ABBREV.get(m.metric, m.metric),
+            str(m.n_paired),
+            cell(m.spearman),
+            cell(m.kendall),
+            str(m.n_rater_units),
+            cell(m.alpha_raters),
+            str(m.n_repeat_units),
+            cell(m.alpha_judge),
+        )
+    out.print(table)
+
+
 def main() -> None:
     app()
 
