@@ -984,7 +984,7 @@ def agreement(
         return f"{i.value:.3f}" + ("" if i.low is None else f" [{i.low:.2f}, {i.high:.2f}]")
 
     table = Table(
-        title=f"Agreement: {n} rated samples by {len(raters)} rater(s) ({', '.join(raters)})",
+        title=f"Agreement: {n} ratings (sample x rater) by {len(raters)} rater(s) ({', '.join(raters)})",
         caption=f"on s_agent/s_reference per sample · {report.confidence:.0%} CI: bootstrap over samples, "
         f"{report.replicates} replicates, seed {seed}",
         title_justify="left",
