@@ -146,22 +146,27 @@ class VoiceBankTTS:
             self._embeddings[voice.id] = default_encoder().embed(audio, rate)
         return self._embeddings[voice.id]
 
-    def _assign(self, role: Role) -> dict[str, Any]:
+    def ranked(self, role: Role) -> list[tuple[float, BankVoice]]:
+        """The role's language's voices, nearest to its reference clip first (empty without a clip)."""
         candidates = [v for v in self.voices if v.language is role.language] or self.voices
-        if role.reference_audio and Path(role.reference_audio).is_file():
-            from speechrole.speakers import default_encoder
+        if not (role.reference_audio and Path(role.reference_audio).is_file()):
+            return []
+        from speechrole.speakers import default_encoder
 
-            target = default_encoder().embed_file(Path(role.reference_audio))
-            scored = sorted(
-                ((float(self._voice_embedding(v) @ target), v.id) for v in candidates), reverse=True
-            )
-            similarity, voice_id = scored[0]
+        target = default_encoder().embed_file(Path(role.reference_audio))
+        scored = [(float(self._voice_embedding(v) @ target), v) for v in candidates]
+        return sorted(scored, key=lambda sv: (-sv[0], sv[1].id))
+
+    def _assign(self, role: Role) -> dict[str, Any]:
+        ranked = self.ranked(role)
+        if ranked:
             return {
-                "voice": voice_id,
+                "voice": ranked[0][1].id,
                 "how": "nearest to the reference clip",
-                "similarity": round(similarity, 4),
-                "runner_up": scored[1][1] if len(scored) > 1 else None,
+                "similarity": round(ranked[0][0], 4),
+                "runner_up": ranked[1][1].id if len(ranked) > 1 else None,
             }
+        candidates = [v for v in self.voices if v.language is role.language] or self.voices
         voice = candidates[zlib.crc32(role.id.encode()) % len(candidates)]
         return {"voice": voice.id, "how": "by role id (no reference clip)", "similarity": None}
 

@@ -1,0 +1,144 @@
+"""A pipeline described in YAML, built and checked before any work starts.
+
+```yaml
+name: my-show
+work_dir: work                  # relative to this file
+sources:                        # media files or globs, each with its language
+  - {path: media/*.mkv, language: en}
+roles:                          # how segments become roles: manual, enrol or cluster
+  mode: enrol
+  list:
+    - {id: Holmes, name: Sherlock Holmes, work: A-Study-in-Scarlet, persona: "...", enrol: [clips/holmes.wav]}
+stages:
+  - extract
+  - vad
+  - diarize: {threshold: 0.5}
+  ...
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from speechrole.pipeline.stage import Context, Row, Stage, row_id, stage_class
+from speechrole.problems import DataError
+
+#: Fields every source row has.
+SOURCE_FIELDS = frozenset({"id", "media_path", "language"})
+
+
+@dataclass
+class Pipeline:
+    name: str
+    path: Path  # the YAML file
+    work_dir: Path
+    stages: list[Stage]
+    context: Context
+    sources: list[Row]
+
+
+def _stage_entries(raw: Any, file: Path) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(raw, list) or not raw:
+        raise DataError(file, "stages", "expected a non-empty list of stage names or {name: options}")
+    entries = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            entries.append((item, {}))
+        elif isinstance(item, dict) and len(item) == 1:
+            name, options = next(iter(item.items()))
+            if options is not None and not isinstance(options, dict):
+                raise DataError(file, f"stages[{i}].{name}", "options must be a mapping")
+            entries.append((str(name), dict(options or {})))
+        else:
+            raise DataError(file, f"stages[{i}]", "expected a stage name or {name: options}")
+    return entries
+
+
+def fingerprint(path: Path) -> str:
+    """A cheap content fingerprint (size, first and last MiB): a replaced file gets a new source id,
+    on any machine, without reading a whole video."""
+    import hashlib
+
+    size = path.stat().st_size if path.is_file() else -1
+    digest = hashlib.sha256(str(size).encode())
+    if size > 0:
+        with path.open("rb") as handle:
+            digest.update(handle.read(1 << 20))
+            if size > 2 << 20:
+                handle.seek(-(1 << 20), 2)
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def _sources(raw: Any, base: Path, file: Path) -> list[Row]:
+    if not isinstance(raw, list) or not raw:
+        raise DataError(file, "sources", "expected a non-empty list of {path, language}")
+    rows: list[Row] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or "path" not in item:
+            raise DataError(file, f"sources[{i}]", "expected {path: FILE_OR_GLOB, language: en|zh}")
+        pattern = str(item["path"])
+        matches = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
+        if not matches:
+            raise DataError(file, f"sources[{i}].path", f"{pattern!r} matches no file")
+        for media in matches:
+            rel = media.relative_to(base).as_posix() if media.is_relative_to(base) else str(media)
+            rows.append(
+                {
+                    "id": row_id("source", rel),
+                    "media_path": str(media),
+                    "language": item.get("language", "en"),
+                }
+            )
+    return rows
+
+
+def check_fields(stages: list[Stage], file: Path) -> None:
+    """Every field a stage reads is written by the sources or an earlier stage (else: one clear error)."""
+    available = set(SOURCE_FIELDS)
+    for i, stage in enumerate(stages):
+        missing = sorted(stage.reads - available)
+        if missing:
+            raise DataError(
+                file,
+                f"stages[{i}].{stage.name}",
+                f"reads {', '.join(missing)}, which no earlier stage writes (available: {', '.join(sorted(available))})",
+            )
+        available = set(stage.writes) | ({"id"} if not stage.keeps else available)
+
+
+def load_pipeline(path: Path) -> Pipeline:
+    """Read, build and check a pipeline; nothing runs yet."""
+    path = Path(path).absolute()
+    if not path.is_file():
+        raise DataError(path, "", "pipeline file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DataError(path, "", f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise DataError(path, "", "expected a mapping with name, sources, stages")
+    base = path.parent
+    stages = []
+    for i, (name, options) in enumerate(_stage_entries(data.get("stages"), path)):
+        try:
+            stages.append(stage_class(name)(**options))
+        except (ValueError, TypeError) as exc:
+            raise DataError(path, f"stages[{i}].{name}", str(exc)) from None
+    check_fields(stages, path)
+    work_dir = (base / str(data.get("work_dir", "work"))).absolute()
+    config = {k: v for k, v in data.items() if k not in ("stages", "sources")}
+    config["base_dir"] = str(base)
+    return Pipeline(
+        name=str(data.get("name") or path.stem),
+        path=path,
+        work_dir=work_dir,
+        stages=stages,
+        context=Context(work_dir, config),
+        sources=_sources(data.get("sources"), base, path),
+    )

@@ -1,0 +1,358 @@
+"""From media to annotated speech segments: extract -> vad -> diarize -> segment -> asr -> quality -> embed.
+
+Storage is 24 kHz mono WAV (Emilia's convention and the rate of the cloning TTS models); analysis
+(VAD, ASR, DNSMOS, speaker embeddings) resamples to 16 kHz on the fly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechrole.audio import load_audio, resample, write_wav
+from speechrole.models import ModelMissingError
+from speechrole.pipeline.stage import Context, Resources, Row, Stage, drop, register, row_id
+
+STORE_RATE = 16000 * 3 // 2  # 24 kHz
+ANALYSIS_RATE = 16000
+
+
+def mono_at(path: Path, rate: int) -> np.ndarray:
+    data, source_rate = load_audio(path)
+    return resample(data.mean(axis=1, keepdims=True), source_rate, rate)[:, 0]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+@register
+class Extract(Stage):
+    """Decode any media with ffmpeg to 24 kHz mono WAV, gain toward -20 dBFS (at most +-3 dB), peak-safe."""
+
+    name = "extract"
+    reads = frozenset({"media_path"})
+    writes = frozenset({"audio_path", "duration"})
+    batch_size = 1
+
+    def setup(self, ctx: Context) -> None:
+        if shutil.which("ffmpeg") is None:
+            raise ModelMissingError("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
+        self.ctx = ctx
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        out = []
+        for row in rows:
+            target = self.ctx.path("audio", f"{row['id']}.wav")
+            command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", row["media_path"], "-vn", "-ac", "1"]
+            result = subprocess.run(
+                [*command, "-ar", str(STORE_RATE), "-f", "f32le", "-"],
+                capture_output=True,
+                timeout=3600,
+                check=False,
+            )
+            audio = np.frombuffer(result.stdout, dtype=np.float32)
+            if result.returncode != 0 or audio.size < STORE_RATE // 2:
+                why = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [
+                    "no audio stream"
+                ]
+                out.append(drop(row, f"corrupt media: {row['media_path']}: {why[0][:200]}"))
+                continue
+            rms = float(np.sqrt(np.mean(np.square(audio)))) or 1e-9
+            gain = float(np.clip(-20.0 - 20 * np.log10(rms), -3.0, 3.0))
+            audio = audio * np.float32(10 ** (gain / 20))
+            peak = float(np.abs(audio).max())
+            if peak > 0.99:
+                audio = audio * np.float32(0.99 / peak)
+            write_wav(target, audio, STORE_RATE)
+            out.append({**row, "audio_path": str(target), "duration": round(audio.size / STORE_RATE, 3)})
+        return out
+
+
+@register
+class VAD(Stage):
+    """Speech regions with silero-vad (bundled ONNX model)."""
+
+    name = "vad"
+    reads = frozenset({"audio_path"})
+    writes = frozenset({"speech"})
+    batch_size = 1
+
+    def setup(self, ctx: Context) -> None:
+        try:
+            from silero_vad import load_silero_vad
+        except ImportError:
+            raise ModelMissingError("silero-vad is not installed (pip install 'speechrole[data]')") from None
+        self.model = load_silero_vad(onnx=True)
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        import torch
+        from silero_vad import get_speech_timestamps
+
+        out = []
+        for row in rows:
+            audio = mono_at(Path(row["audio_path"]), ANALYSIS_RATE)
+            stamps = get_speech_timestamps(
+                torch.from_numpy(audio),
+                self.model,
+                sampling_rate=ANALYSIS_RATE,
+                min_silence_duration_ms=int(self.options.get("min_silence_ms", 300)),
+                return_seconds=True,
+            )
+            speech = [[round(s["start"], 3), round(s["end"], 3)] for s in stamps]
+            out.append({**row, "speech": speech} if speech else drop(row, "no speech found"))
+        return out
+
+
+class _Encoder:
+    """Speaker embeddings of 16 kHz audio (resemblyzer, bundled)."""
+
+    def __init__(self) -> None:
+        from speechrole.speakers import default_encoder
+
+        self.encoder = default_encoder()
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        return self.encoder.embed(audio, ANALYSIS_RATE)
+
+
+def cluster(vectors: np.ndarray, threshold: float) -> np.ndarray:
+    """Agglomerative clustering on cosine distance (average linkage); labels 0..k-1 by first appearance."""
+    if len(vectors) == 1:
+        return np.zeros(1, dtype=int)
+    from sklearn.cluster import AgglomerativeClustering
+
+    raw = AgglomerativeClustering(
+        n_clusters=None, distance_threshold=threshold, metric="cosine", linkage="average"
+    ).fit_predict(vectors)
+    order = {label: i for i, label in enumerate(dict.fromkeys(raw))}
+    return np.array([order[x] for x in raw])
+
+
+@register
+class Diarize(Stage):
+    """Who speaks when: VAD regions cut into short pieces, embedded, clustered (pyannote when present)."""
+
+    name = "diarize"
+    reads = frozenset({"audio_path", "speech"})
+    writes = frozenset({"turns", "speakers"})
+    batch_size = 1
+    resources = Resources(cpus=1.0)
+
+    def setup(self, ctx: Context) -> None:
+        backend = self.options.get("backend", "embed-cluster")
+        if backend == "pyannote":
+            try:
+                from pyannote.audio import Pipeline as PyannotePipeline
+            except ImportError:
+                raise ModelMissingError(
+                    "pyannote.audio is not installed (pip install pyannote.audio)"
+                ) from None
+            model = self.options.get("model")
+            if not model or not Path(model).exists():
+                raise ModelMissingError(
+                    "pyannote needs its weights in a local folder: download pyannote/speaker-diarization-3.1 "
+                    "(gated, accept its terms) and pass diarize: {backend: pyannote, model: /path/to/config.yaml}"
+                )
+            self.pyannote = PyannotePipeline.from_pretrained(model)
+        elif backend != "embed-cluster":
+            raise ValueError(f"diarize backend {backend!r}: use embed-cluster (bundled) or pyannote")
+        else:
+            self.encode = _Encoder()
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        return [self._one(row) for row in rows]
+
+    def _one(self, row: Row) -> Row:
+        if hasattr(self, "pyannote"):
+            result = self.pyannote(row["audio_path"])
+            turns = [
+                [round(t.start, 3), round(t.end, 3), f"S{label}"]
+                for t, _, label in result.itertracks(yield_label=True)
+            ]
+            return {**row, "turns": turns}
+        audio = mono_at(Path(row["audio_path"]), ANALYSIS_RATE)
+        piece = float(self.options.get("piece_s", 3.0))
+        pieces: list[tuple[float, float]] = []
+        for start, end in row["speech"]:
+            n = max(1, round((end - start) / piece))
+            step = (end - start) / n
+            pieces += [(start + k * step, start + (k + 1) * step) for k in range(n)]
+        pieces = [(s, e) for s, e in pieces if e - s >= 0.5]
+        if not pieces:
+            return drop(row, "no speech piece long enough to tell the speaker (0.5 s)")
+        vectors = np.stack(
+            [self.encode(audio[int(s * ANALYSIS_RATE) : int(e * ANALYSIS_RATE)]) for s, e in pieces]
+        )
+        labels = cluster(vectors, float(self.options.get("threshold", 0.3)))
+        turns: list[list[Any]] = []
+        for (s, e), label in zip(pieces, labels, strict=True):
+            if turns and turns[-1][2] == f"S{label}" and s - turns[-1][1] < 0.05:
+                turns[-1][1] = round(e, 3)  # the next piece of the same region and speaker
+            else:
+                turns.append([round(s, 3), round(e, 3), f"S{label}"])
+        return {**row, "turns": turns, "speakers": int(labels.max()) + 1}
+
+
+@register
+class Segment(Stage):
+    """Speaker turns -> segments of 3-30 s: merge a speaker's turns across short gaps, cut long ones,
+    drop short ones; each segment is written as its own 24 kHz clip."""
+
+    name = "segment"
+    reads = frozenset({"audio_path", "turns", "language"})
+    writes = frozenset({"id", "source_id", "speaker", "start", "end", "duration", "audio_path", "language"})
+    keeps = False
+    batch_size = 1
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        lo, hi = float(self.options.get("min_s", 3.0)), float(self.options.get("max_s", 30.0))
+        gap = float(self.options.get("merge_gap_s", 1.0))
+        out: list[Row] = []
+        for row in rows:
+            merged: list[list[Any]] = []
+            for start, end, speaker in row["turns"]:
+                if (
+                    merged
+                    and merged[-1][2] == speaker
+                    and start - merged[-1][1] <= gap
+                    and end - merged[-1][0] <= hi
+                ):
+                    merged[-1][1] = end
+                else:
+                    merged.append([start, end, speaker])
+            audio = mono_at(Path(row["audio_path"]), STORE_RATE)
+            for start, end, speaker in merged:
+                n = int(np.ceil((end - start) / hi))
+                for k in range(n):
+                    s = start + k * (end - start) / n
+                    e = start + (k + 1) * (end - start) / n
+                    seg_id = row_id(row["id"], round(s, 3), round(e, 3))
+                    base = {"id": seg_id, "_src": row["id"]}
+                    if e - s < lo:
+                        out.append({**drop(base, f"shorter than {lo:g} s: {e - s:.1f} s"), "_src": row["id"]})
+                        continue
+                    path = self.ctx.path("segments", f"{seg_id}.wav")
+                    write_wav(path, audio[int(s * STORE_RATE) : int(e * STORE_RATE)], STORE_RATE)
+                    out.append(
+                        {
+                            **base,
+                            "source_id": row["id"],
+                            "speaker": f"{row['id']}:{speaker}",
+                            "start": round(s, 3),
+                            "end": round(e, 3),
+                            "duration": round(e - s, 3),
+                            "audio_path": str(path),
+                            "language": row["language"],
+                        }
+                    )
+        return out
+
+
+@register
+class ASR(Stage):
+    """Transcribe each segment (bundled whisper tiny.en; any faster-whisper model with asr=whisper:PATH)."""
+
+    name = "asr"
+    reads = frozenset({"audio_path", "language"})
+    writes = frozenset({"text", "asr_model"})
+    batch_size = 8
+
+    def setup(self, ctx: Context) -> None:
+        from speechrole.agents import load_builtin
+        from speechrole.agents.asr import ASRS
+        from speechrole.agents.base import parse_backend
+
+        load_builtin()
+        name, options = parse_backend(self.options.get("asr", "whisper-tiny-en"))
+        self.asr = ASRS.create(name, **options)
+        self.model = self.asr.describe().get("model", name)
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        from speechrole.schema import Language
+
+        out = []
+        for row in rows:
+            language = Language(row["language"])
+            if getattr(self.asr, "english_only", False) and language is not Language.EN:
+                out.append(
+                    drop(row, f"no ASR for {language.value}: the model is English-only (asr=whisper:MODEL)")
+                )
+                continue
+            text = self.asr.transcribe_array(mono_at(Path(row["audio_path"]), ANALYSIS_RATE), language)
+            out.append({**row, "text": text, "asr_model": self.model})
+        return out
+
+
+@register
+class Quality(Stage):
+    """Keep clean, plausible segments: DNSMOS OVRL at least `min_ovrl` (the paper keeps OVRL > 3), some
+    text, and a speaking rate within bounds."""
+
+    name = "quality"
+    reads = frozenset({"audio_path", "text", "duration", "language"})
+    writes = frozenset({"dnsmos", "chars_per_s"})
+    batch_size = 8
+
+    def setup(self, ctx: Context) -> None:
+        from speechrole.metrics.dnsmos import DNSMOS
+
+        self.dnsmos = DNSMOS()
+        self.dnsmos.load()
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        from speechrole.metrics.base import MetricError, decode_clip
+        from speechrole.schema import Language
+
+        min_ovrl = float(self.options.get("min_ovrl", 3.0))
+        lo, hi = self.options.get("chars_per_s", (4.0, 30.0))
+        out = []
+        for row in rows:
+            text = str(row.get("text", "")).strip()
+            rate = len(text.replace(" ", "")) / max(row["duration"], 1e-6)
+            clip = decode_clip(Path(row["audio_path"]), row["id"], Language(row["language"]), text)
+            values = self.dnsmos.measure([clip])[0]
+            if isinstance(values, MetricError):
+                out.append(drop(row, f"DNSMOS failed: {values.reason}"))
+            elif float(values["ovrl"]) < min_ovrl:
+                out.append(drop(row, f"DNSMOS OVRL below {min_ovrl:g}: {float(values['ovrl']):.2f}"))
+            elif len(text) < 2:
+                out.append(drop(row, "no text: the ASR heard nothing"))
+            elif not lo <= rate <= hi:
+                out.append(drop(row, f"speaking rate out of bounds: {rate:.1f} chars/s"))
+            else:
+                dnsmos = {k: round(float(v), 3) for k, v in values.items() if isinstance(v, int | float)}
+                out.append({**row, "dnsmos": dnsmos, "chars_per_s": round(rate, 2)})
+        return out
+
+
+@register
+class Embed(Stage):
+    """Speaker embedding of each segment (resemblyzer, bundled; 256 floats, L2-normalised)."""
+
+    name = "embed"
+    reads = frozenset({"audio_path"})
+    writes = frozenset({"embedding", "embedder"})
+    batch_size = 16
+
+    def setup(self, ctx: Context) -> None:
+        self.encode = _Encoder()
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        return [
+            {
+                **row,
+                "embedding": [
+                    round(float(x), 5) for x in self.encode(mono_at(Path(row["audio_path"]), ANALYSIS_RATE))
+                ],
+                "embedder": "resemblyzer",
+            }
+            for row in rows
+        ]
