@@ -2,8 +2,8 @@
 # The Debian packages speechrole needs: for the bundled voices espeak-ng (English and Mandarin), flite and
 # festival with two voices. Idempotent: installs only what is missing. Run by `make`.
 set -euo pipefail
-# chromium and its driver: the browser tests of the report and the viewer (selenium).
-PACKAGES="espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k chromium chromium-driver"
+# ffmpeg: media extraction in the data pipeline. chromium and its driver: the browser tests (selenium).
+PACKAGES="espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k ffmpeg chromium chromium-driver"
 missing=""
 for p in $PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -1014,6 +1014,97 @@ def agreement(
     out.print(table)
 
 
+data_app = typer.Typer(
+    help="Build a role-play speech dataset from raw media (SpeechRole-Data).", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("run")
+def data_run(
+    pipeline: Annotated[Path, typer.Argument(help="The pipeline YAML.")],
+    executor: Annotated[str, typer.Option(help="local (default) or ray.")] = "local",
+    workers: Annotated[int, typer.Option(min=1, help="Ray: actors per row-wise stage.")] = 2,
+    address: Annotated[
+        str | None, typer.Option(help="Ray: the cluster to join (default: a local Ray).")
+    ] = None,
+    num_shards: Annotated[int, typer.Option(min=1, help="Split the sources into this many shards.")] = 1,
+    shard_index: Annotated[int, typer.Option(min=0, help="Which shard this run processes.")] = 0,
+) -> None:
+    """Run a data pipeline (resumable): per stage a progress bar, then rows kept and dropped, and why."""
+    from rich.table import Table
+
+    from speechrole.models import ModelMissingError
+    from speechrole.pipeline import LocalExecutor, load_pipeline
+
+    if shard_index >= num_shards:
+        raise _fail(f"--shard-index must be below --num-shards ({num_shards})")
+    try:
+        loaded = load_pipeline(pipeline)
+    except DataError as exc:
+        raise _fail(exc.problem.describe()) from None
+    progress = LiveProgress(err)
+    try:
+        if executor == "ray":
+            if num_shards > 1:
+                raise _fail("--num-shards is for clusters without Ray; Ray splits the work itself")
+            from speechrole.pipeline.ray_executor import RayExecutor
+
+            runner_ = RayExecutor(loaded, progress, workers=workers, address=address)
+        elif executor == "local":
+            runner_ = LocalExecutor(loaded, progress, num_shards=num_shards, shard_index=shard_index)
+        else:
+            raise _fail(f"--executor must be local or ray, got {executor!r}")
+        summaries = runner_.run()
+    except (DataError, ModelMissingError, RuntimeError, ValueError) as exc:
+        raise _fail(exc.problem.describe() if isinstance(exc, DataError) else str(exc)) from None
+    finally:
+        progress.stop()
+    table = Table(title=f"{loaded.name}: rows per stage ({runner_.folder})", title_justify="left")
+    for col in ("stage", "in", "kept", "dropped", "from an earlier run", "seconds", "why dropped"):
+        table.add_column(col, justify="left" if col in ("stage", "why dropped") else "right")
+    for s in summaries:
+        why = ", ".join(f"{k} ({v})" for k, v in s.reasons.most_common(3))
+        table.add_row(
+            s.name,
+            str(s.rows_in),
+            str(s.kept),
+            str(s.dropped),
+            str(s.reused),
+            f"{s.seconds:.1f}",
+            escape(why),
+        )
+    out.print(table)
+    if num_shards > 1:
+        out.print(
+            f"shard {shard_index} of {num_shards} done; run without --num-shards once every shard is done"
+        )
+
+
+@data_app.command("stages")
+def data_stages() -> None:
+    """List the pipeline stages, what each reads and writes, and whether it sees rows or the whole set."""
+    from rich.table import Table
+
+    from speechrole.pipeline.stage import STAGES
+    from speechrole.pipeline.stages import load_builtin
+
+    load_builtin()
+    table = Table(title="Pipeline stages", title_justify="left")
+    for col in ("stage", "per", "reads", "writes", "what"):
+        table.add_column(col, overflow="fold")
+    for entry in STAGES.entries():
+        stage = entry.factory()
+        table.add_row(
+            entry.name,
+            stage.per,
+            ", ".join(sorted(stage.reads)),
+            ", ".join(sorted(stage.writes)),
+            entry.summary,
+        )
+    out.print(table)
+
+
 def main() -> None:
     app()
 

@@ -85,11 +85,19 @@ class WhisperASR:
                 beam_size=self.beam_size,
                 without_timestamps=True,
                 condition_on_previous_text=False,
+                # No sampled fallback at higher temperatures: hard (noisy) audio would get a different
+                # transcript on every run, and datasets and scores must be reproducible.
+                temperature=0.0,
             )
             return "".join(s.text for s in segments).strip()
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "whisper", "model": self.model_name, "beam_size": self.beam_size}
+        return {
+            "backend": "whisper",
+            "model": self.model_name,
+            "beam_size": self.beam_size,
+            "temperature": 0.0,
+        }
 
 
 def _offline() -> bool:

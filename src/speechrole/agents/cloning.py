@@ -67,7 +67,8 @@ class F5TTSBackend:
         for role in roles:
             _reference(role)
 
-    def synthesize(self, text: str, role: Role) -> tuple[np.ndarray, int]:
+    def synthesize(self, text: str, role: Role, seed: int = 0) -> tuple[np.ndarray, int]:
+        """`seed` varies the take (a retry after a failed check); the same seed gives the same audio."""
         ref_file, ref_text = _reference(role)
         with self._lock:
             wav, rate, _ = self._tts.infer(
@@ -75,7 +76,7 @@ class F5TTSBackend:
                 ref_text=ref_text,
                 gen_text=text,
                 nfe_step=self.nfe_step,
-                seed=zlib.crc32(f"{role.id}\n{text}".encode()),
+                seed=zlib.crc32(f"{role.id}\n{text}".encode()) + seed,
                 show_info=lambda *a, **k: None,
             )
         return np.asarray(wav, dtype=np.float32).reshape(-1), int(rate)
@@ -120,9 +121,13 @@ class CosyVoice2Backend:
         for role in roles:
             _reference(role)
 
-    def synthesize(self, text: str, role: Role) -> tuple[np.ndarray, int]:
+    def synthesize(self, text: str, role: Role, seed: int = 0) -> tuple[np.ndarray, int]:
+        """`seed` varies the take (a retry after a failed check); the same seed gives the same audio."""
+        import torch
+
         ref_file, ref_text = _reference(role)
         with self._lock:
+            torch.manual_seed(zlib.crc32(f"{role.id}\n{text}".encode()) + seed)
             pieces = [
                 out["tts_speech"].cpu().numpy().reshape(-1)
                 for out in self._tts.inference_zero_shot(text, ref_text, ref_file, stream=False)

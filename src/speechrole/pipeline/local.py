@@ -14,6 +14,7 @@ import json
 import time
 import typing
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,8 @@ class LocalExecutor:
         kept = [r for r in read_rows(files.kept) if r.get(SRC) in wanted]
         dropped = [r for r in read_rows(files.dropped) if r.get(SRC, r["id"]) in wanted]
         done = {r[SRC] for r in kept} | {r.get(SRC, r["id"]) for r in dropped}
+        if stage.per == "all":  # one output for the whole set: all of it is done, or none
+            done = wanted if files.kept.is_file() and not whole_set_stale else set()
         todo = [r for r in rows if r["id"] not in done]
         summary.reused = len(rows) - len(todo)
         bar = self.progress.stage(stage.name) if self.progress else None
@@ -218,32 +221,36 @@ class LocalExecutor:
                 bar.advance("reused")
         if todo:
             write_json_atomic(files.meta, meta)
-            stage.setup(self.pipeline.context)
-            try:
-                size = len(todo) if stage.per == "all" else max(1, stage.batch_size)
-                with (
-                    files.kept.open("a", encoding="utf-8") as k,
-                    files.dropped.open("a", encoding="utf-8") as d,
-                ):
-                    for start in range(0, len(todo), size):
-                        batch = todo[start : start + size]
-                        out = run_batch(stage, batch) if stage.per == "all" else safe_batch(stage, batch)
-                        for row in out:
-                            (d if DROP in row else k).write(json.dumps(row, ensure_ascii=False) + "\n")
-                            (dropped if DROP in row else kept).append(row)
-                        k.flush()
-                        d.flush()
-                        if bar is not None:
-                            for _ in batch:
-                                bar.advance("done")
-            finally:
-                stage.teardown()
+            with files.kept.open("a", encoding="utf-8") as k, files.dropped.open("a", encoding="utf-8") as d:
+                for done_inputs, out in self.outputs(stage, todo):
+                    for row in out:
+                        (d if DROP in row else k).write(json.dumps(row, ensure_ascii=False) + "\n")
+                        (dropped if DROP in row else kept).append(row)
+                    k.flush()
+                    d.flush()
+                    if bar is not None:
+                        for _ in range(done_inputs):
+                            bar.advance("done")
         if stage.per == "all" and not todo and not files.kept.is_file():
             write_text_atomic(files.kept, "")
         summary.kept, summary.dropped = len(kept), len(dropped)
         summary.reasons = Counter(reason_kind(r[DROP]) for r in dropped)
         write_json_atomic(files.meta, {**meta, "complete": True, "kept": len(kept), "dropped": len(dropped)})
         return [{k: v for k, v in row.items() if k != SRC} for row in kept]  # provenance stays in the file
+
+    def outputs(self, stage: Stage, todo: list[Row]) -> Iterator[tuple[int, list[Row]]]:
+        """(input rows done, output rows) per batch, in input order; the stage's models load once."""
+        stage.setup(self.pipeline.context)
+        try:
+            if stage.per == "all":
+                yield len(todo), run_batch(stage, todo)
+                return
+            size = max(1, stage.batch_size)
+            for start in range(0, len(todo), size):
+                batch = todo[start : start + size]
+                yield len(batch), safe_batch(stage, batch)
+        finally:
+            stage.teardown()
 
 
 def _digest(rows: list[Row]) -> str:

@@ -112,6 +112,15 @@ def check_fields(stages: list[Stage], file: Path) -> None:
         available = set(stage.writes) | ({"id"} if not stage.keeps else available)
 
 
+def inherit_options(stages: list[Stage]) -> None:
+    """Give each stage the options it `inherits` from the nearest earlier stage that sets them."""
+    for i, stage in enumerate(stages):
+        for key in stage.inherits - stage.options.keys():
+            source = next((s for s in reversed(stages[:i]) if key in s.options), None)
+            if source is not None:
+                stage.options[key] = source.options[key]
+
+
 def load_pipeline(path: Path) -> Pipeline:
     """Read, build and check a pipeline; nothing runs yet."""
     path = Path(path).absolute()
@@ -131,6 +140,7 @@ def load_pipeline(path: Path) -> Pipeline:
         except (ValueError, TypeError) as exc:
             raise DataError(path, f"stages[{i}].{name}", str(exc)) from None
     check_fields(stages, path)
+    inherit_options(stages)
     work_dir = (base / str(data.get("work_dir", "work"))).absolute()
     config = {k: v for k, v in data.items() if k not in ("stages", "sources")}
     config["base_dir"] = str(base)

@@ -67,6 +67,9 @@ class Stage(ABC):
     reads: ClassVar[frozenset[str]] = frozenset()
     writes: ClassVar[frozenset[str]] = frozenset()
     keeps: ClassVar[bool] = True  # False: output rows are a new kind and carry only `writes`
+    #: options taken from the nearest earlier stage that sets them, unless set here (verify speaks
+    #: again with synthesize's `tts`)
+    inherits: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **options: Any) -> None:
         self.options = options

