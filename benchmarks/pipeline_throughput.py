@@ -13,16 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.episode import CAST, pipeline_yaml, render_episode  # noqa: E402
-
-from speechrole.pipeline import LocalExecutor, StageSummary, load_pipeline  # noqa: E402
+from speechrole.pipeline import LocalExecutor, StageSummary, load_pipeline
+from speechrole.pipeline.example import CAST, pipeline_yaml, render_episode
 
 
 def prepare(folder: Path, repeat: int, through: str) -> tuple[Path, float]:

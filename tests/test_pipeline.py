@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from speechrole.cli import app
 from speechrole.pipeline import LocalExecutor, Row, Stage, drop, load_pipeline, register
+from speechrole.pipeline.example import CAST, pipeline_yaml, render_episode
 from speechrole.pipeline.local import read_rows
 from speechrole.problems import DataError
-from tests.episode import CAST, pipeline_yaml, render_episode
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -82,6 +82,88 @@ def test_fields_are_checked_before_anything_runs(tmp_path: Path) -> None:
     bad = _toy(tmp_path, "  - no_such_stage\n")
     with pytest.raises(DataError, match="unknown pipeline stage 'no_such_stage'"):
         load_pipeline(bad)
+
+
+def test_backends_are_checked_and_options_shared_when_the_pipeline_is_built(tmp_path: Path) -> None:
+    path = pipeline_yaml(tmp_path)
+    text = path.read_text(encoding="utf-8")
+
+    def load(old: str, new: str) -> Any:
+        path.write_text(text.replace(old, new), encoding="utf-8")
+        return load_pipeline(path)
+
+    (tmp_path / "episode.wav").write_bytes(b"")
+    (tmp_path / "broken.mp4").write_bytes(b"")
+    plain = load("", "")
+    verify = next(s for s in plain.stages if s.name == "verify")
+    assert "tts" not in verify.options
+    shared = load("  - synthesize ", "  - synthesize: {tts: voicebank} ")
+    assert next(s for s in shared.stages if s.name == "verify").options["tts"] == "voicebank"
+    with pytest.raises(DataError, match=r"stages\[11\]\.synthesize.*unknown TTS backend 'nosuch'"):
+        load("  - synthesize ", "  - synthesize: {tts: nosuch} ")
+    with pytest.raises(DataError, match=r"synthesize.*needs f5_tts"):  # not installed here
+        load("  - synthesize ", "  - synthesize: {tts: {name: f5-tts, ckpt: /x.safetensors}} ")
+    with pytest.raises(DataError, match=r"stages\[9\]\.generate_dialogues.*unknown LLM"):
+        load("llm: smollm2", "llm: gpt-nothing")
+    with pytest.raises(DataError, match=r"stages\[2\]\.diarize.*pyannote"):
+        load("diarize: {threshold: 0.3}", "diarize: {backend: pyannote}")
+    result = runner.invoke(app, ["data", "run", str(path)])
+    assert result.exit_code == 2 and "pyannote" in result.output and "Traceback" not in result.output
+
+
+def test_manual_role_map_takes_source_ids_or_media_names(tmp_path: Path) -> None:
+    from speechrole.pipeline import Context
+    from speechrole.pipeline.stage import stage_class
+
+    stage = stage_class("assign_roles")()
+    roles = {"mode": "manual", "map": {"ep1.mkv:S0": "Angus", "0123abcd:S1": "Rupert"}}
+    stage.setup(Context(tmp_path, {"roles": roles}))
+    rows = [
+        {"id": "a", "speaker": "9999ffff:S0", "media_path": "/m/ep1.mkv", "embedding": [1.0, 0.0]},
+        {"id": "b", "speaker": "0123abcd:S1", "media_path": "/m/ep2.mkv", "embedding": [0.0, 1.0]},
+        {"id": "c", "speaker": "0123abcd:S2", "media_path": "/m/ep2.mkv", "embedding": [0.0, 1.0]},
+    ]
+    a, b, c = stage.process_batch(rows)
+    assert (a["role"], b["role"]) == ("Angus", "Rupert")
+    assert "no role mapped for ep2.mkv:S2" in c["_drop"]
+
+
+class SeededBank:
+    """Test cloning backend: a real bank voice per seed, recording what it was asked for."""
+
+    calls: ClassVar[list[tuple[str, int]]] = []
+
+    def synthesize(self, text: str, role: Any, seed: int = 0) -> tuple[Any, int]:
+        from speechrole.agents.tts import DEFAULT_BANK, synthesize_with
+
+        SeededBank.calls.append((role.reference_audio, seed))
+        return synthesize_with(DEFAULT_BANK[seed % len(DEFAULT_BANK)], text)
+
+
+def test_role_turns_go_to_a_cloning_backend_with_a_new_seed_per_attempt(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from speechrole.agents.tts import TTSS
+    from speechrole.pipeline.stages.speech import STORE_RATE, _Voices
+
+    if "test-clone" not in {e.name for e in TTSS.entries()}:
+        TTSS.register("test-clone", summary="test")(lambda **_: SeededBank())
+    row = {
+        "role": "Angus",
+        "profile": {"name": "Angus"},
+        "language": "en",
+        "ref_audio_path": str(tmp_path / "ref.wav"),
+        "ref_text": "I keep the light.",
+    }
+    voices = _Voices({"name": "test-clone"})
+    SeededBank.calls.clear()
+    seconds = [voices.speak_role(row, "The lamp must burn.", tmp_path / f"{k}.wav", k) for k in (0, 1)]
+    assert SeededBank.calls == [(row["ref_audio_path"], 0), (row["ref_audio_path"], 1)]
+    assert [voices.role_voice(row, k) for k in (0, 1)] == ["test-clone:seed0", "test-clone:seed1"]
+    for k, duration in enumerate(seconds):
+        info = sf.info(str(tmp_path / f"{k}.wav"))
+        assert info.samplerate == STORE_RATE and abs(info.duration - duration) < 0.01 and duration > 0.5
+    assert voices.user_voice(row).id.startswith("espeak:")  # the user keeps a bank voice
 
 
 def test_local_executor_drops_with_reasons_and_resumes_without_redoing_rows(tmp_path: Path) -> None:

@@ -1081,6 +1081,21 @@ def data_run(
         )
 
 
+@data_app.command("example")
+def data_example(
+    folder: Annotated[Path, typer.Argument(help="Where to write the episode and its pipeline.")],
+) -> None:
+    """Write a synthetic episode (three voices, a noisy take, a corrupt file) and a commented pipeline
+    for it, to try the whole pipeline offline."""
+    from speechrole.pipeline.example import pipeline_yaml, render_episode
+
+    spans = render_episode(folder)
+    path = pipeline_yaml(folder)
+    voices = len({s.voice for s in spans})
+    out.print(f"wrote {folder}/episode.wav ({len(spans)} takes, {voices} voices), enrolment clips and {path}")
+    out.print(f"now: speechrole data run {path}")
+
+
 @data_app.command("stages")
 def data_stages() -> None:
     """List the pipeline stages, what each reads and writes, and whether it sees rows or the whole set."""

@@ -91,7 +91,11 @@ SMOLLM2_GGUF = BundledFile(
 
 def needs_module(module: str, install: str) -> str | None:
     """None when `module` can be imported here, else how to get it (for registry checks)."""
-    return None if importlib.util.find_spec(module) is not None else f"needs {module} ({install})"
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        found = False
+    return None if found else f"needs {module} ({install})"
 
 
 def local_dir(value: str, what: str, hint: str) -> Path:

@@ -54,6 +54,14 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._entries)) or "none"
             raise ValueError(f"unknown {self.kind} {name!r} (known: {known})") from None
 
+    def problem(self, name: str) -> str | None:
+        """Why `name` cannot be made here (unknown, or its check fails); None when it can."""
+        try:
+            entry = self.get(name)
+        except ValueError as exc:
+            return str(exc)
+        return entry.check()
+
     def create(self, name: str, **options: Any) -> T:
         return self.get(name).factory(**options)
 

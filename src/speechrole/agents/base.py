@@ -124,3 +124,13 @@ def _python(target: str = "", **options: Any) -> Agent:
     if not isinstance(made, Agent):
         raise TypeError(f"{target} returned {type(made).__name__}, not a speechrole Agent")
     return made
+
+
+def backend_problem(registry: Registry[Any], spec: str | dict[str, Any]) -> str | None:
+    """Why a backend spec cannot be made here (malformed, unknown, or its package or weights are
+    missing); None when nothing is known to be wrong. Asked before a long run starts."""
+    try:
+        name, _ = parse_backend(spec)
+    except (ValueError, KeyError) as exc:
+        return f"backend {spec!r}: {exc}"
+    return registry.problem(name)

@@ -54,10 +54,10 @@ class RayExecutor(LocalExecutor):
         self.workers = workers
         import logging
 
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(
-                logging.WARNING
-            )  # its INFO lines would break the progress display
+        import ray.data  # first: importing it sets its loggers' levels, which we lower next
+
+        for name in ("ray", "ray.data"):  # their INFO lines would break the progress display
+            logging.getLogger(name).setLevel(logging.WARNING)
         if not ray.is_initialized():
             ray.init(
                 address=address,
@@ -68,9 +68,7 @@ class RayExecutor(LocalExecutor):
                 object_store_memory=None if address else 256 * 1024 * 1024,
             )
         context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = (
-            True  # manifests in input order, as the local executor writes
-        )
+        context.execution_options.preserve_order = True  # manifests in input order, as local writes
         context.enable_progress_bars = False
 
     def outputs(self, stage: Stage, todo: list[Row]) -> Iterator[tuple[int, list[Row]]]:

@@ -141,6 +141,9 @@ def load_pipeline(path: Path) -> Pipeline:
             raise DataError(path, f"stages[{i}].{name}", str(exc)) from None
     check_fields(stages, path)
     inherit_options(stages)
+    for i, stage in enumerate(stages):
+        if (why := stage.check()) is not None:
+            raise DataError(path, f"stages[{i}].{stage.name}", why)
     work_dir = (base / str(data.get("work_dir", "work"))).absolute()
     config = {k: v for k, v in data.items() if k not in ("stages", "sources")}
     config["base_dir"] = str(base)

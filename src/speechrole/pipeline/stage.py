@@ -74,6 +74,11 @@ class Stage(ABC):
     def __init__(self, **options: Any) -> None:
         self.options = options
 
+    def check(self) -> str | None:
+        """Why this stage cannot run here (an unknown or missing backend), asked when the pipeline is
+        built, so that a run does not stop at its tenth stage; None when nothing is known to be wrong."""
+        return None
+
     def setup(self, ctx: Context) -> None:  # noqa: B027 - optional: load models once per worker
         """Load models once per worker, before the first batch."""
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from speechrole.audio import load_audio, resample, write_wav
-from speechrole.models import ModelMissingError
+from speechrole.models import ModelMissingError, needs_module
 from speechrole.pipeline.stage import Context, Resources, Row, Stage, drop, register, row_id
 
 STORE_RATE = 16000 * 3 // 2  # 24 kHz
@@ -133,6 +133,12 @@ def cluster(vectors: np.ndarray, threshold: float) -> np.ndarray:
     return np.array([order[x] for x in raw])
 
 
+PYANNOTE_WEIGHTS = (
+    "pyannote needs its weights in a local folder: download pyannote/speaker-diarization-3.1 "
+    "(gated, accept its terms) and pass diarize: {backend: pyannote, model: /path/to/config.yaml}"
+)
+
+
 @register
 class Diarize(Stage):
     """Who speaks when: VAD regions cut into short pieces, embedded, clustered (pyannote when present)."""
@@ -142,6 +148,16 @@ class Diarize(Stage):
     writes = frozenset({"turns", "speakers"})
     batch_size = 1
     resources = Resources(cpus=1.0)
+
+    def check(self) -> str | None:
+        backend = self.options.get("backend", "embed-cluster")
+        if backend == "pyannote":
+            return needs_module("pyannote.audio", "pip install pyannote.audio") or (
+                None if Path(str(self.options.get("model", ""))).is_file() else PYANNOTE_WEIGHTS
+            )
+        if backend != "embed-cluster":
+            return f"diarize backend {backend!r}: use embed-cluster (bundled) or pyannote"
+        return None
 
     def setup(self, ctx: Context) -> None:
         backend = self.options.get("backend", "embed-cluster")
@@ -153,11 +169,8 @@ class Diarize(Stage):
                     "pyannote.audio is not installed (pip install pyannote.audio)"
                 ) from None
             model = self.options.get("model")
-            if not model or not Path(model).exists():
-                raise ModelMissingError(
-                    "pyannote needs its weights in a local folder: download pyannote/speaker-diarization-3.1 "
-                    "(gated, accept its terms) and pass diarize: {backend: pyannote, model: /path/to/config.yaml}"
-                )
+            if not model or not Path(model).is_file():
+                raise ModelMissingError(PYANNOTE_WEIGHTS)
             self.pyannote = PyannotePipeline.from_pretrained(model)
         elif backend != "embed-cluster":
             raise ValueError(f"diarize backend {backend!r}: use embed-cluster (bundled) or pyannote")
@@ -204,8 +217,10 @@ class Segment(Stage):
     drop short ones; each segment is written as its own 24 kHz clip."""
 
     name = "segment"
-    reads = frozenset({"audio_path", "turns", "language"})
-    writes = frozenset({"id", "source_id", "speaker", "start", "end", "duration", "audio_path", "language"})
+    reads = frozenset({"audio_path", "media_path", "turns", "language"})
+    writes = frozenset(
+        {"id", "source_id", "media_path", "speaker", "start", "end", "duration", "audio_path", "language"}
+    )
     keeps = False
     batch_size = 1
 
@@ -245,6 +260,7 @@ class Segment(Stage):
                         {
                             **base,
                             "source_id": row["id"],
+                            "media_path": row["media_path"],
                             "speaker": f"{row['id']}:{speaker}",
                             "start": round(s, 3),
                             "end": round(e, 3),
@@ -264,6 +280,14 @@ class ASR(Stage):
     reads = frozenset({"audio_path", "language"})
     writes = frozenset({"text", "asr_model"})
     batch_size = 8
+
+    def check(self) -> str | None:
+        from speechrole.agents import load_builtin
+        from speechrole.agents.asr import ASRS
+        from speechrole.agents.base import backend_problem
+
+        load_builtin()
+        return backend_problem(ASRS, self.options.get("asr", "whisper-tiny-en"))
 
     def setup(self, ctx: Context) -> None:
         from speechrole.agents import load_builtin

@@ -148,6 +148,14 @@ class GenerateDialogues(Stage):
     batch_size = 1
     resources = Resources(cpus=1.0)
 
+    def check(self) -> str | None:
+        from speechrole.agents import load_builtin
+        from speechrole.agents.base import backend_problem
+        from speechrole.agents.llm import LLMS
+
+        load_builtin()
+        return backend_problem(LLMS, self.options.get("llm", "smollm2"))
+
     def setup(self, ctx: Context) -> None:
         from speechrole.agents import load_builtin
         from speechrole.agents.base import parse_backend

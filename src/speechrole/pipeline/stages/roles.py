@@ -65,11 +65,13 @@ class AssignRoles(Stage):
             speakers[row["speaker"]].append(row)
         means = {s: np.mean([r["embedding"] for r in rs], axis=0) for s, rs in speakers.items()}
         decided: dict[str, tuple[str | None, float, str]] = {}  # speaker -> (role, score, why not)
-        if self.mode == "manual":
+        if self.mode == "manual":  # keys: SOURCE_ID:LABEL, or the media file's name:LABEL
             mapping = self.config.get("map") or {}
-            for s in speakers:
-                role = mapping.get(s)
-                decided[s] = (role, 1.0, f"no role mapped for {s}")
+            for s, members in speakers.items():
+                label = s.rsplit(":", 1)[-1]
+                named = f"{Path(members[0].get('media_path', '')).name}:{label}"
+                role = mapping.get(s) or mapping.get(named)
+                decided[s] = (role, 1.0, f"no role mapped for {named} ({s})")
         elif self.mode == "enrol":
             threshold = float(self.options.get("threshold", self.config.get("threshold", 0.7)))
             centroids = self._centroids()

@@ -34,41 +34,78 @@ def _role(row: Row) -> Role:
 
 
 class _Voices:
-    """Voice choice for synthesis: the bank voices ranked by nearness to the role's reference clip."""
+    """Who speaks a dialogue. The user: a neutral bank voice. The role: a cloning backend (F5-TTS,
+    CosyVoice2) from the role's reference clip, or the bank voices ranked by nearness to that clip.
+    Attempt k is the k-th take: the k-th nearest bank voice, or the cloning backend with seed k."""
 
-    def __init__(self) -> None:
-        from speechrole.agents.tts import VoiceBankTTS
+    def __init__(self, tts: str | dict[str, Any] = "voicebank") -> None:
+        from speechrole.agents.base import parse_backend
+        from speechrole.agents.tts import TTSS, VoiceBankTTS
 
+        name, options = parse_backend(tts)
         self.bank = VoiceBankTTS()
+        self.clone = None if name == "voicebank" else TTSS.create(name, **options)
+        self.clone_name = name
         self._ranked: dict[str, list[Any]] = {}
 
-    def ranked(self, row: Row) -> list[Any]:
+    def _bank_ranked(self, row: Row) -> list[Any]:
         if row["role"] not in self._ranked:
             self._ranked[row["role"]] = [v for _, v in self.bank.ranked(_role(row))] or [
                 self.bank.voice_for(_role(row))
             ]
         return self._ranked[row["role"]]
 
-    def user_voice(self, row: Row, role_voice: str) -> Any:
+    def role_voice(self, row: Row, attempt: int) -> str:
+        """The id of the role's voice at this attempt (recorded in the row)."""
+        if self.clone is not None:
+            return f"{self.clone_name}:seed{attempt}"
+        ranked = self._bank_ranked(row)
+        return str(ranked[min(attempt, len(ranked) - 1)].id)
+
+    def speak_role(self, row: Row, text: str, path: Path, attempt: int) -> float:
+        if self.clone is None:
+            ranked = self._bank_ranked(row)
+            return speak(ranked[min(attempt, len(ranked) - 1)], text, path)
+        from speechrole.agents.cascaded import speakable
+
+        audio, rate = self.clone.synthesize(speakable(text) or text, _role(row), seed=attempt)  # type: ignore[call-arg]
+        return store(audio, rate, path)
+
+    def user_voice(self, row: Row) -> Any:
         first, second = USER_VOICES.get(row["language"], USER_VOICES["en"])
-        wanted = second if first == role_voice else first
+        wanted = second if first == self.role_voice(row, 0) else first
         return next(v for v in self.bank.voices if v.id == wanted)
+
+
+def tts_problem(tts: str | dict[str, Any]) -> str | None:
+    """Why the `tts` option of synthesize and verify cannot be used here (asked before the run)."""
+    from speechrole.agents import load_builtin
+    from speechrole.agents.base import backend_problem
+    from speechrole.agents.tts import TTSS
+
+    load_builtin()
+    return backend_problem(TTSS, tts)
+
+
+def store(audio: np.ndarray, rate: int, path: Path) -> float:
+    """Write a take at the storage rate; its duration in seconds."""
+    stored = resample(np.asarray(audio, dtype=np.float32).reshape(-1, 1), rate, STORE_RATE)[:, 0]
+    write_wav(path, stored, STORE_RATE)
+    return round(len(stored) / STORE_RATE, 3)
 
 
 def speak(voice: Any, text: str, path: Path) -> float:
     from speechrole.agents.cascaded import speakable
     from speechrole.agents.tts import synthesize_with
 
-    audio, rate = synthesize_with(voice, speakable(text) or text)
-    stored = resample(audio.reshape(-1, 1), rate, STORE_RATE)[:, 0]
-    write_wav(path, stored, STORE_RATE)
-    return round(len(stored) / STORE_RATE, 3)
+    return store(*synthesize_with(voice, speakable(text) or text), path)
 
 
 @register
 class Synthesize(Stage):
-    """Speak every turn: the user's in a neutral bank voice, the role's in the bank voice nearest to the
-    role's reference clip (cloning backends take its place where their weights are present)."""
+    """Speak every turn: the user's in a neutral bank voice, the role's in the role's voice — cloned from
+    its reference clip (option `tts: {name: f5-tts, ckpt: ...}` or `cosyvoice2`) or, by default, the
+    bank voice nearest to that clip."""
 
     name = "synthesize"
     reads = frozenset({"turns", "role", "language", "ref_audio_path"})
@@ -76,14 +113,16 @@ class Synthesize(Stage):
     batch_size = 4
     resources = Resources(cpus=1.0)
 
+    def check(self) -> str | None:
+        return tts_problem(self.options.get("tts", "voicebank"))
+
     def setup(self, ctx: Context) -> None:
-        self.ctx, self.voices = ctx, _Voices()
+        self.ctx, self.voices = ctx, _Voices(self.options.get("tts", "voicebank"))
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         out = []
         for row in rows:
-            voice = self.voices.ranked(row)[0]
-            user = self.voices.user_voice(row, voice.id)
+            user = self.voices.user_voice(row)
             turns = []
             for j, turn in enumerate(row["turns"]):
                 u = self.ctx.path("tts", row["id"], f"{j}_user.wav")
@@ -94,23 +133,29 @@ class Synthesize(Stage):
                         "user_audio": str(u),
                         "user_duration": speak(user, turn["user"], u),
                         "role_audio": str(r),
-                        "role_duration": speak(voice, turn["role"], r),
+                        "role_duration": self.voices.speak_role(row, turn["role"], r, 0),
                     }
                 )
-            out.append({**row, "turns": turns, "voice": {"role": voice.id, "user": user.id}})
+            voice = {"role": self.voices.role_voice(row, 0), "user": user.id, "attempt": 0}
+            out.append({**row, "turns": turns, "voice": voice})
         return out
 
 
 @register
 class Verify(Stage):
     """Check every role turn: DNSMOS OVRL, ASR error against its text (English), speaker similarity to
-    the reference; a failing dialogue is spoken again with the next-nearest voice, up to `retries`."""
+    the reference; a failing dialogue's role turns are spoken again — the next-nearest bank voice, or
+    the cloning backend with a new seed — up to `retries` times. It takes synthesize's `tts`."""
 
     name = "verify"
     reads = frozenset({"turns", "role", "language", "ref_audio_path", "voice"})
     writes = frozenset({"turns", "voice", "verify"})
+    inherits = frozenset({"tts"})
     batch_size = 4
     resources = Resources(cpus=1.0)
+
+    def check(self) -> str | None:
+        return tts_problem(self.options.get("tts", "voicebank"))
 
     def setup(self, ctx: Context) -> None:
         from speechrole.agents import load_builtin
@@ -119,7 +164,7 @@ class Verify(Stage):
         from speechrole.speakers import default_encoder
 
         load_builtin()
-        self.ctx, self.voices = ctx, _Voices()
+        self.ctx, self.voices = ctx, _Voices(self.options.get("tts", "voicebank"))
         self.dnsmos = DNSMOS()
         self.dnsmos.load()
         self.asr = ASRS.create("whisper-tiny-en")
@@ -157,22 +202,22 @@ class Verify(Stage):
         out = []
         for row in rows:
             ref = self.encoder.embed(mono_at(Path(row["ref_audio_path"]), ANALYSIS_RATE), ANALYSIS_RATE)
-            ranked = self.voices.ranked(row)
             retries = int(self.options.get("retries", 1))
-            current = next((k for k, v in enumerate(ranked) if v.id == row["voice"]["role"]), 0)
+            first = int(row["voice"].get("attempt", 0))
             attempts = []
-            for attempt in range(retries + 1):
-                voice = ranked[min(current + attempt, len(ranked) - 1)]
-                if attempt:  # speak the role's turns again with the next voice
+            for attempt in range(first, first + retries + 1):
+                if attempt > first:  # speak the role's turns again: next voice, or a new seed
                     for turn in row["turns"]:
-                        turn["role_duration"] = speak(voice, turn["role"], Path(turn["role_audio"]))
+                        path = Path(turn["role_audio"])
+                        turn["role_duration"] = self.voices.speak_role(row, turn["role"], path, attempt)
                 checks = [self._check(row, t["role_audio"], t["role"], ref) for t in row["turns"]]
                 failures = self._failures(checks)
-                attempts.append({"voice": voice.id, "failures": failures})
+                voice = self.voices.role_voice(row, attempt)
+                attempts.append({"voice": voice, "failures": failures})
                 if not failures:
                     verified = {
                         **row,
-                        "voice": {**row["voice"], "role": voice.id},
+                        "voice": {**row["voice"], "role": voice, "attempt": attempt},
                         "verify": {"checks": checks, "attempts": attempts},
                     }
                     out.append(verified)

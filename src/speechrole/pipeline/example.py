@@ -1,5 +1,9 @@
-"""A synthetic "episode" for the data pipeline: bank voices taking turns, with silences, a noisy take,
-and enrolment clips per voice — with the ground truth of who speaks when."""
+"""A synthetic "episode" to try the data pipeline on, offline: three bank voices taking turns, with
+silences, a noisy take, a corrupt media file and enrolment clips per voice — with the ground truth of
+who speaks when (the tests check the pipeline against it), and a commented pipeline file for it.
+
+    speechrole data example DIR && speechrole data run DIR/pipeline.yaml
+"""
 
 from __future__ import annotations
 
@@ -117,31 +121,32 @@ def pipeline_yaml(
         f"enrol: [enrol-{name}.wav]}}"
         for name, persona in CAST.values()
     )
-    text = f"""name: synthetic-episode
-work_dir: work
-sources:
+    text = f"""# A SpeechRole-Data pipeline (speechrole data run pipeline.yaml). Paths are relative to this file.
+name: synthetic-episode
+work_dir: work                      # manifests, clips and the export go here
+sources:                            # media files or globs (any format ffmpeg reads), with their language
   - {{path: episode.wav, language: en}}
-  - {{path: broken.mp4, language: en}}
+  - {{path: broken.mp4, language: en}}  # corrupt on purpose: reported and skipped
 roles:
-  mode: enrol
-  threshold: 0.7
+  mode: enrol                       # enrol (clips per role) | cluster | manual, with map: {{"episode.wav:S0": Angus}}
+  threshold: 0.7                    # least cosine similarity of a speaker to a role's enrolment centroid
   list:
 {roles}
 stages:
-  - extract
-  - vad
-  - diarize: {{threshold: 0.3}}
-  - segment: {{min_s: 3, max_s: 30}}
-  - asr
-  - quality: {{min_ovrl: 2.3}}
+  - extract                         # ffmpeg -> 24 kHz mono
+  - vad                             # silero-vad: {{min_silence_ms: 300}}
+  - diarize: {{threshold: 0.3}}       # or {{backend: pyannote, model: /path/to/config.yaml}}
+  - segment: {{min_s: 3, max_s: 30}}  # merge_gap_s: 1.0
+  - asr                             # {{asr: "whisper:/path/to/faster-whisper-model"}} for other languages
+  - quality: {{min_ovrl: 2.3}}        # the paper keeps DNSMOS OVRL > 3; synthetic voices score lower
   - embed
   - assign_roles
-  - select_reference: {{duration_s: [3, 12]}}
-  - generate_dialogues: {{llm: {llm}, single: 1, multi: 1, multi_turns: 2}}
-  - dedup: {{threshold: 0.9}}
-  - synthesize
+  - select_reference: {{duration_s: [3, 12]}}  # top_k: 3, single_speaker_min: 0.7
+  - generate_dialogues: {{llm: {llm}, single: 1, multi: 1, multi_turns: 2}}  # llm: "openai:MODEL@URL", style: json
+  - dedup: {{threshold: 0.9}}         # sentence-embedding cosine, within each role
+  - synthesize                      # {{tts: {{name: f5-tts, ckpt: ..., vocab: ...}}}} clones each role's reference
   - verify: {{min_ovrl: 2.0, max_wer: 0.6, min_similarity: 0.6, retries: 1}}
-  - export: {{formats: {formats}}}
+  - export: {{formats: {formats}}}  # speechrole (eval --bench), chat, lhotse, hf
 """
     path = folder / "pipeline.yaml"
     path.write_text(text, encoding="utf-8")
