@@ -1056,7 +1056,9 @@ def data_run(
         else:
             raise _fail(f"--executor must be local or ray, got {executor!r}")
         summaries = runner_.run()
-    except (DataError, ModelMissingError, RuntimeError, ValueError) as exc:
+    except KeyboardInterrupt:
+        raise _fail("interrupted: run the same command again to resume where it stopped") from None
+    except (DataError, ModelMissingError, OSError, RuntimeError, ValueError) as exc:
         raise _fail(exc.problem.describe() if isinstance(exc, DataError) else str(exc)) from None
     finally:
         progress.stop()
@@ -1075,6 +1077,9 @@ def data_run(
             escape(why),
         )
     out.print(table)
+    for s in summaries:  # the first reason of each kind, in full (which file, which value)
+        for kind, example in s.examples.items():
+            out.print(f"  {s.name}: {escape(example)}" if example != kind else f"  {s.name}: {kind}")
     if num_shards > 1:
         out.print(
             f"shard {shard_index} of {num_shards} done; run without --num-shards once every shard is done"

@@ -1,29 +1,45 @@
 """The local executor: runs the stages in order on one machine, streaming JSONL manifests.
 
 Per stage it keeps `manifests/NN-stage.jsonl` (the rows it produced, each naming its input row in
-`_src`), `NN-stage.dropped.jsonl` (the rows it dropped and why) and `NN-stage.meta.json` (its
-configuration hash, whether it finished, counts and seconds). A rerun skips every input row already
-produced or dropped under the same configuration, so a killed run resumes at the row it reached; a
-changed stage option makes that stage (and what follows from it) run again. A row whose processing
-raises is dropped with the error as its reason, and the run goes on.
+`_src`), `NN-stage.dropped.jsonl` (the rows it dropped and why), `NN-stage.done.jsonl` (the inputs it
+finished, each with a digest of the input row's content) and `NN-stage.meta.json` (its configuration
+hash, whether it finished, counts). An input's outputs are written before it is logged as done, so a
+killed run resumes at the input it reached and never keeps half of an input's outputs. An output is
+reused only while its input row is unchanged and the stage's configuration is the same: a changed
+option, a changed upstream row or a changed `roles` section makes exactly what depends on it again.
+A row whose processing raises is dropped with the error (and retried by the next run); a whole-set
+stage that raises stops the run, keeping every finished stage.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import typing
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from speechrole.fileio import write_json_atomic, write_text_atomic
+from speechrole.models import ModelMissingError
 from speechrole.pipeline.spec import Pipeline
 from speechrole.pipeline.stage import DROP, Row, Stage
+from speechrole.problems import DataError
 
 SRC = "_src"
+ERROR = "_error"  # on a dropped row: it was dropped because processing raised (the next run retries it)
+
+
+class StageError(RuntimeError):
+    """A stage could not run (its setup or a whole-set step raised); finished stages are kept."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        super().__init__(
+            f"stage {stage} failed: {type(exc).__name__}: {exc} (finished work is kept; rerun to resume)"
+        )
 
 
 class Progress(typing.Protocol):
@@ -38,7 +54,14 @@ class StageSummary:
     dropped: int = 0
     reused: int = 0  # produced or dropped by an earlier run
     reasons: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # the first reason of each kind, in full
     seconds: float = 0.0
+
+    def count_drops(self, dropped: list[Row]) -> None:
+        self.dropped = len(dropped)
+        self.reasons = Counter(reason_kind(r[DROP]) for r in dropped)
+        for row in dropped:
+            self.examples.setdefault(reason_kind(row[DROP]), row[DROP])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +71,7 @@ class StageSummary:
             "dropped": self.dropped,
             "reused": self.reused,
             "reasons": dict(self.reasons.most_common()),
+            "examples": self.examples,
             "seconds": round(self.seconds, 3),
         }
 
@@ -76,6 +100,7 @@ class StageFiles:
         stem = f"{index:02d}-{stage.name}"
         self.kept = folder / f"{stem}.jsonl"
         self.dropped = folder / f"{stem}.dropped.jsonl"
+        self.done = folder / f"{stem}.done.jsonl"
         self.meta = folder / f"{stem}.meta.json"
 
     def read_meta(self) -> dict[str, Any]:
@@ -85,25 +110,55 @@ class StageFiles:
             return {}
 
     def reset(self) -> None:
-        for p in (self.kept, self.dropped, self.meta):
+        for p in (self.kept, self.dropped, self.done, self.meta):
             p.unlink(missing_ok=True)
+
+    def done_log(self) -> dict[str, str]:
+        """Finished inputs: id -> digest of the input row they were made from."""
+        return {r["id"]: r["in"] for r in read_rows(self.done) if isinstance(r.get("in"), str)}
+
+    def rewrite(self, kept: list[Row], dropped: list[Row], done: dict[str, str]) -> None:
+        """Keep only what is still valid (also drops a torn last line before new rows are appended)."""
+        write_text_atomic(self.kept, lines(kept))
+        write_text_atomic(self.dropped, lines(dropped))
+        write_text_atomic(self.done, lines({"id": k, "in": v} for k, v in done.items()))
+
+
+def lines(rows: Iterable[Row]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def row_digest(row: Row) -> str:
+    """A digest of an input row's content: its outputs are reused only while it is unchanged."""
+    blob = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def run_batch(stage: Stage, batch: list[Row]) -> list[Row]:
-    """The stage's output for a batch; a batch that raises is redone row by row, and a row that raises
-    is dropped with the error (one bad file never stops the others)."""
+    """A row-wise stage's output for a batch; a batch that raises is redone row by row, and a row that
+    raises is dropped with the error (one bad file never stops the others; the next run retries it)."""
     try:
         return _with_src(batch, stage.process_batch([dict(r) for r in batch]))
-    except Exception:
+    except Exception as exc:
         if len(batch) == 1:
-            raise
+            return [_error_row(batch[0], exc)]
     out: list[Row] = []
     for row in batch:
         try:
             out += _with_src([row], stage.process_batch([dict(row)]))
         except Exception as exc:
-            out.append({"id": row["id"], DROP: f"error: {type(exc).__name__}: {exc}"[:500], SRC: row["id"]})
+            out.append(_error_row(row, exc))
     return out
+
+
+def _error_row(row: Row, exc: BaseException) -> Row:
+    why = f"error ({type(exc).__name__}): {exc}"[:500]
+    return {"id": row["id"], DROP: why, ERROR: True, SRC: row["id"]}
+
+
+def run_whole(stage: Stage, rows: list[Row]) -> list[Row]:
+    """A whole-set stage's output: never split (a set of one would give another answer)."""
+    return _with_src(rows, stage.process_batch([dict(r) for r in rows]))
 
 
 def _with_src(batch: list[Row], out: list[Row]) -> list[Row]:
@@ -115,14 +170,6 @@ def _with_src(batch: list[Row], out: list[Row]) -> list[Row]:
                 raise RuntimeError(f"a stage made row {row['id']!r} without naming its input in {SRC}")
             row[SRC] = row["id"]
     return out
-
-
-def safe_batch(stage: Stage, batch: list[Row]) -> list[Row]:
-    try:
-        return run_batch(stage, batch)
-    except Exception as exc:  # a single row that raised
-        row = batch[0]
-        return [{"id": row["id"], DROP: f"error: {type(exc).__name__}: {exc}"[:500], SRC: row["id"]}]
 
 
 class LocalExecutor:
@@ -162,98 +209,118 @@ class LocalExecutor:
         return out
 
     def run(self) -> list[StageSummary]:
+        """Run every stage (resuming what an earlier run finished); one run per folder at a time."""
+        import fcntl
+
+        with (self.folder / ".lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError(f"another run is writing {self.folder}: wait for it, or stop it") from None
+            return self._run()
+
+    def _run(self) -> list[StageSummary]:
         rows = self._sources()
         summaries = []
         for index, stage in enumerate(self.stages()):
             started = time.perf_counter()
-            files = StageFiles(self.folder, index, stage)
             summary = StageSummary(stage.name, rows_in=len(rows))
-            merged = None if self.num_shards > 1 else self._from_shards(index, stage, rows)
-            if merged is not None:
-                rows, summary.reused = merged, len(merged)
-                summary.kept = len(merged)
-            else:
-                rows = self._run_stage(stage, files, rows, summary)
+            try:
+                rows = self._run_stage(index, stage, rows, summary)
+            except (DataError, ModelMissingError, StageError):
+                raise
+            except Exception as exc:
+                raise StageError(stage.name, exc) from exc
             summary.seconds = time.perf_counter() - started
             summaries.append(summary)
         write_json_atomic(self.folder / "summary.json", [s.to_dict() for s in summaries])
         return summaries
 
-    def _from_shards(self, index: int, stage: Stage, rows: list[Row]) -> list[Row] | None:
-        """Rows of a stage that every shard of an earlier sharded run finished (with this configuration)."""
-        shards = sorted((self.pipeline.work_dir / "shards").glob("*-of-*"))
-        if not shards or stage.per == "all":
-            return None
-        total = {p.name.split("-of-")[1] for p in shards}
-        if len(total) != 1 or len(shards) != int(next(iter(total))):
-            return None
-        out: list[Row] = []
-        for shard in shards:
+    def _shard_outputs(
+        self, index: int, stage: Stage, config: str, wanted: dict[str, str]
+    ) -> tuple[list[Row], list[Row], dict[str, str]]:
+        """What an earlier sharded run finished of these inputs (same configuration, same input rows)."""
+        kept: list[Row] = []
+        dropped: list[Row] = []
+        done: dict[str, str] = {}
+        if self.num_shards > 1 or stage.per == "all":
+            return kept, dropped, done
+        for shard in sorted((self.pipeline.work_dir / "shards").glob("*-of-*")):
             files = StageFiles(shard, index, stage)
-            meta = files.read_meta()
-            if not meta.get("complete") or meta.get("config") != stage.config_hash():
-                return None
-            out += read_rows(files.kept)
-        wanted = {r["id"] for r in rows}
-        return [{k: v for k, v in r.items() if k != SRC} for r in out if r[SRC] in wanted]
+            if files.read_meta().get("config") != config:
+                continue
+            ok = {k for k, v in files.done_log().items() if wanted.get(k) == v and k not in done}
+            kept += [r for r in read_rows(files.kept) if r.get(SRC) in ok]
+            dropped += [r for r in read_rows(files.dropped) if r.get(SRC) in ok and not r.get(ERROR)]
+            done.update({k: wanted[k] for k in ok})
+        return kept, dropped, done
 
-    def _run_stage(
-        self, stage: Stage, files: StageFiles, rows: list[Row], summary: StageSummary
-    ) -> list[Row]:
-        meta = files.read_meta()
-        digest = _digest(rows)
-        whole_set_stale = stage.per == "all" and (meta.get("input") != digest or not meta.get("complete"))
-        if meta.get("config") != stage.config_hash() or whole_set_stale:
-            files.reset()  # another configuration, or a whole-set stage with other or unfinished input
-        meta = {"stage": stage.name, "config": stage.config_hash(), "input": digest, "complete": False}
-        wanted = {r["id"] for r in rows}
-        kept = [r for r in read_rows(files.kept) if r.get(SRC) in wanted]
-        dropped = [r for r in read_rows(files.dropped) if r.get(SRC, r["id"]) in wanted]
-        done = {r[SRC] for r in kept} | {r.get(SRC, r["id"]) for r in dropped}
-        if stage.per == "all":  # one output for the whole set: all of it is done, or none
-            done = wanted if files.kept.is_file() and not whole_set_stale else set()
+    def _run_stage(self, index: int, stage: Stage, rows: list[Row], summary: StageSummary) -> list[Row]:
+        files = StageFiles(self.folder, index, stage)
+        config = stage.config_hash(self.pipeline.context.config)
+        if files.read_meta().get("config") != config:
+            files.reset()  # another configuration: nothing of the old one is reused
+        current = {r["id"]: row_digest(r) for r in rows}
+        log = files.done_log()
+        valid = {k for k, v in log.items() if current.get(k) == v}
+        if stage.per == "all" and log != current:
+            valid = set()  # one output for the whole set: any change of the set makes it again
+        kept_all, dropped_all = read_rows(files.kept), read_rows(files.dropped)
+        valid -= {r.get(SRC) for r in dropped_all if r.get(ERROR)}  # retry what raised last time
+        kept = [r for r in kept_all if r.get(SRC) in valid]
+        dropped = [r for r in dropped_all if r.get(SRC) in valid]
+        done = {k: current[k] for k in valid}
+        more_kept, more_dropped, more_done = self._shard_outputs(
+            index, stage, config, {k: v for k, v in current.items() if k not in valid}
+        )
+        kept, dropped, done = kept + more_kept, dropped + more_dropped, {**done, **more_done}
         todo = [r for r in rows if r["id"] not in done]
+        stale = len(kept_all) != len(kept) or len(dropped_all) != len(dropped) or len(log) != len(done)
+        if todo or stale:
+            files.rewrite(kept, dropped, done)
         summary.reused = len(rows) - len(todo)
         bar = self.progress.stage(stage.name) if self.progress else None
         if bar is not None:
             bar.start(len(rows))
             for _ in range(summary.reused):
                 bar.advance("reused")
+        meta = {"stage": stage.name, "config": config, "complete": False}
         if todo:
             write_json_atomic(files.meta, meta)
-            with files.kept.open("a", encoding="utf-8") as k, files.dropped.open("a", encoding="utf-8") as d:
-                for done_inputs, out in self.outputs(stage, todo):
-                    for row in out:
-                        (d if DROP in row else k).write(json.dumps(row, ensure_ascii=False) + "\n")
-                        (dropped if DROP in row else kept).append(row)
+            opened = (files.kept.open("a", encoding="utf-8"), files.dropped.open("a", encoding="utf-8"))
+            with opened[0] as k, opened[1] as d, files.done.open("a", encoding="utf-8") as log_file:
+                for finished, out in self.outputs(stage, todo):
+                    k.write(lines(r for r in out if DROP not in r))  # outputs first, then the log line
+                    d.write(lines(r for r in out if DROP in r))  # that says their input is done
                     k.flush()
                     d.flush()
+                    log_file.write(lines({"id": i, "in": current[i]} for i in finished))
+                    log_file.flush()
+                    kept += [r for r in out if DROP not in r]
+                    dropped += [r for r in out if DROP in r]
                     if bar is not None:
-                        for _ in range(done_inputs):
+                        for _ in finished:
                             bar.advance("done")
-        if stage.per == "all" and not todo and not files.kept.is_file():
-            write_text_atomic(files.kept, "")
-        summary.kept, summary.dropped = len(kept), len(dropped)
-        summary.reasons = Counter(reason_kind(r[DROP]) for r in dropped)
+        summary.kept = len(kept)
+        summary.count_drops(dropped)
         write_json_atomic(files.meta, {**meta, "complete": True, "kept": len(kept), "dropped": len(dropped)})
         return [{k: v for k, v in row.items() if k != SRC} for row in kept]  # provenance stays in the file
 
-    def outputs(self, stage: Stage, todo: list[Row]) -> Iterator[tuple[int, list[Row]]]:
-        """(input rows done, output rows) per batch, in input order; the stage's models load once."""
-        stage.setup(self.pipeline.context)
+    def outputs(self, stage: Stage, todo: list[Row]) -> Iterator[tuple[list[str], list[Row]]]:
+        """(inputs finished, output rows) per batch, in input order; the stage's models load once."""
+        try:
+            stage.setup(self.pipeline.context)
+        except (DataError, ModelMissingError):
+            raise
+        except Exception as exc:
+            raise StageError(stage.name, exc) from exc
         try:
             if stage.per == "all":
-                yield len(todo), run_batch(stage, todo)
+                yield [r["id"] for r in todo], run_whole(stage, todo)
                 return
             size = max(1, stage.batch_size)
             for start in range(0, len(todo), size):
                 batch = todo[start : start + size]
-                yield len(batch), safe_batch(stage, batch)
+                yield [r["id"] for r in batch], run_batch(stage, batch)
         finally:
             stage.teardown()
-
-
-def _digest(rows: list[Row]) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(sorted(r["id"] for r in rows)).encode()).hexdigest()[:16]

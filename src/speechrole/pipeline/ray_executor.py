@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from speechrole.pipeline.local import LocalExecutor, Progress, safe_batch
+from speechrole.pipeline.local import SRC, LocalExecutor, Progress, StageError, run_batch
 from speechrole.pipeline.spec import Pipeline
 from speechrole.pipeline.stage import Context, Row, Stage
 
@@ -30,7 +30,7 @@ class _StageActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [json.loads(r) for r in batch["row"]]
-        out = safe_batch(self.stage, rows)
+        out = run_batch(self.stage, rows)
         return {"row": np.array([json.dumps(r, ensure_ascii=False) for r in out], dtype=object)}
 
 
@@ -71,7 +71,7 @@ class RayExecutor(LocalExecutor):
         context.execution_options.preserve_order = True  # manifests in input order, as local writes
         context.enable_progress_bars = False
 
-    def outputs(self, stage: Stage, todo: list[Row]) -> Iterator[tuple[int, list[Row]]]:
+    def outputs(self, stage: Stage, todo: list[Row]) -> Iterator[tuple[list[str], list[Row]]]:
         if stage.per == "all":
             yield from super().outputs(stage, todo)
             return
@@ -91,11 +91,25 @@ class RayExecutor(LocalExecutor):
             batch_format="numpy",
             num_cpus=stage.resources.cpus,
             num_gpus=stage.resources.gpus,
+            memory=stage.resources.memory_gb * 2**30 if stage.resources.memory_gb else None,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(self.workers, len(todo)))),
         )
-        for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
-            yield 0, [json.loads(r) for r in batch["row"]]
-        yield len(todo), []  # progress: the whole stage is done
+        # Outputs arrive in input order, an input's rows together: an input is finished once a later
+        # batch has arrived (or the stage has ended), and only then logged as done.
+        finished: set[str] = set()
+        pending: list[str] = []
+        try:
+            for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+                out = [json.loads(r) for r in batch["row"]]
+                sources = list(dict.fromkeys(r[SRC] for r in out))
+                ready = [s for s in pending if s not in sources]
+                finished.update(ready)
+                yield ready, out
+                pending = sources
+        except ray.exceptions.RayError as exc:
+            cause = str(exc).strip().splitlines()
+            raise StageError(stage.name, RuntimeError(cause[-1] if cause else type(exc).__name__)) from None
+        yield [r["id"] for r in todo if r["id"] not in finished], []  # the rest: inputs with no rows too
 
 
 __all__ = ["RayExecutor"]

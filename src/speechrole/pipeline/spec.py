@@ -19,7 +19,7 @@ stages:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,23 +76,42 @@ def fingerprint(path: Path) -> str:
 
 
 def _sources(raw: Any, base: Path, file: Path) -> list[Row]:
+    """One row per media file; its id comes from its path and content, so a replaced file is new work."""
+    from speechrole.schema import Language
+
     if not isinstance(raw, list) or not raw:
         raise DataError(file, "sources", "expected a non-empty list of {path, language}")
     rows: list[Row] = []
+    seen: set[Path] = set()
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or "path" not in item:
             raise DataError(file, f"sources[{i}]", "expected {path: FILE_OR_GLOB, language: en|zh}")
+        language = str(item.get("language", "en"))
+        if language not in {x.value for x in Language}:
+            raise DataError(file, f"sources[{i}].language", f"{language!r}: use one of en, zh")
         pattern = str(item["path"])
-        matches = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
-        if not matches:
-            raise DataError(file, f"sources[{i}].path", f"{pattern!r} matches no file")
+        if any(c in pattern for c in "*?["):
+            whole = Path(pattern)
+            root = Path(whole.anchor) if whole.is_absolute() else base
+            matches = sorted(
+                root.glob(str(whole.relative_to(whole.anchor)) if whole.is_absolute() else pattern)
+            )
+            if not matches:
+                raise DataError(file, f"sources[{i}].path", f"{pattern!r} matches no file")
+        else:
+            matches = [base / pattern]
+            if not matches[0].is_file():
+                raise DataError(file, f"sources[{i}].path", f"{pattern!r}: file not found")
         for media in matches:
+            if not media.is_file() or media.resolve() in seen:
+                continue  # folders, and files that an earlier entry already named
+            seen.add(media.resolve())
             rel = media.relative_to(base).as_posix() if media.is_relative_to(base) else str(media)
             rows.append(
                 {
-                    "id": row_id("source", rel),
+                    "id": row_id("source", rel, fingerprint(media)),
                     "media_path": str(media),
-                    "language": item.get("language", "en"),
+                    "language": language,
                 }
             )
     return rows
@@ -135,18 +154,24 @@ def load_pipeline(path: Path) -> Pipeline:
     base = path.parent
     stages = []
     for i, (name, options) in enumerate(_stage_entries(data.get("stages"), path)):
+        resources = options.pop("resources", None)
         try:
-            stages.append(stage_class(name)(**options))
+            stage = stage_class(name)(**options)
+            if resources is not None:  # what one worker needs, for Ray: {cpus, gpus, memory_gb}
+                if not isinstance(resources, dict):
+                    raise ValueError("resources: expected {cpus, gpus, memory_gb}")
+                stage.resources = replace(stage.resources, **resources)
         except (ValueError, TypeError) as exc:
             raise DataError(path, f"stages[{i}].{name}", str(exc)) from None
+        stages.append(stage)
     check_fields(stages, path)
     inherit_options(stages)
-    for i, stage in enumerate(stages):
-        if (why := stage.check()) is not None:
-            raise DataError(path, f"stages[{i}].{stage.name}", why)
     work_dir = (base / str(data.get("work_dir", "work"))).absolute()
     config = {k: v for k, v in data.items() if k not in ("stages", "sources")}
     config["base_dir"] = str(base)
+    for i, stage in enumerate(stages):
+        if (why := stage.check(config)) is not None:
+            raise DataError(path, f"stages[{i}].{stage.name}", why)
     return Pipeline(
         name=str(data.get("name") or path.stem),
         path=path,

@@ -61,7 +61,7 @@ class Stage(ABC):
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"  # bump when the stage's output changes for the same input
-    resources: ClassVar[Resources] = Resources()
+    resources: Resources = Resources()  # a pipeline may set it per stage: `resources: {gpus: 1}`
     batch_size: ClassVar[int] = 8
     per: ClassVar[Literal["row", "all"]] = "row"
     reads: ClassVar[frozenset[str]] = frozenset()
@@ -70,11 +70,19 @@ class Stage(ABC):
     #: options taken from the nearest earlier stage that sets them, unless set here (verify speaks
     #: again with synthesize's `tts`)
     inherits: ClassVar[frozenset[str]] = frozenset()
+    #: top-level sections of the pipeline file the stage reads (its output changes with them)
+    uses: ClassVar[frozenset[str]] = frozenset()
+    #: options the stage understands; any other is refused when the pipeline is built
+    known: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - self.known)
+        if unknown:
+            known = ", ".join(sorted(self.known)) or "none"
+            raise ValueError(f"unknown option {', '.join(map(repr, unknown))} (known: {known})")
         self.options = options
 
-    def check(self) -> str | None:
+    def check(self, config: dict[str, Any]) -> str | None:
         """Why this stage cannot run here (an unknown or missing backend), asked when the pipeline is
         built, so that a run does not stop at its tenth stage; None when nothing is known to be wrong."""
         return None
@@ -88,10 +96,14 @@ class Stage(ABC):
     def teardown(self) -> None:  # noqa: B027 - optional
         """Release what `setup` took."""
 
-    def config_hash(self) -> str:
-        """Identifies this stage's output: a changed option or version means its rows are made again."""
+    def config_hash(self, config: dict[str, Any] | None = None) -> str:
+        """Identifies this stage's output: a changed option, version or used section of the pipeline
+        file (`config`) means its rows are made again."""
+        used = {k: (config or {}).get(k) for k in sorted(self.uses)}
         blob = json.dumps(
-            {"stage": self.name, "version": self.version, **self.options}, sort_keys=True, default=str
+            {"stage": self.name, "version": self.version, "options": self.options, "uses": used},
+            sort_keys=True,
+            default=str,
         )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 

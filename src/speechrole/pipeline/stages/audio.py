@@ -78,6 +78,7 @@ class VAD(Stage):
     """Speech regions with silero-vad (bundled ONNX model)."""
 
     name = "vad"
+    known = frozenset({"min_silence_ms"})
     reads = frozenset({"audio_path"})
     writes = frozenset({"speech"})
     batch_size = 1
@@ -144,12 +145,13 @@ class Diarize(Stage):
     """Who speaks when: VAD regions cut into short pieces, embedded, clustered (pyannote when present)."""
 
     name = "diarize"
+    known = frozenset({"backend", "model", "piece_s", "threshold"})
     reads = frozenset({"audio_path", "speech"})
     writes = frozenset({"turns", "speakers"})
     batch_size = 1
     resources = Resources(cpus=1.0)
 
-    def check(self) -> str | None:
+    def check(self, config: dict[str, Any]) -> str | None:
         backend = self.options.get("backend", "embed-cluster")
         if backend == "pyannote":
             return needs_module("pyannote.audio", "pip install pyannote.audio") or (
@@ -217,6 +219,7 @@ class Segment(Stage):
     drop short ones; each segment is written as its own 24 kHz clip."""
 
     name = "segment"
+    known = frozenset({"min_s", "max_s", "merge_gap_s"})
     reads = frozenset({"audio_path", "media_path", "turns", "language"})
     writes = frozenset(
         {"id", "source_id", "media_path", "speaker", "start", "end", "duration", "audio_path", "language"}
@@ -277,11 +280,12 @@ class ASR(Stage):
     """Transcribe each segment (bundled whisper tiny.en; any faster-whisper model with asr=whisper:PATH)."""
 
     name = "asr"
+    known = frozenset({"asr"})
     reads = frozenset({"audio_path", "language"})
     writes = frozenset({"text", "asr_model"})
     batch_size = 8
 
-    def check(self) -> str | None:
+    def check(self, config: dict[str, Any]) -> str | None:
         from speechrole.agents import load_builtin
         from speechrole.agents.asr import ASRS
         from speechrole.agents.base import backend_problem
@@ -321,6 +325,7 @@ class Quality(Stage):
     text, and a speaking rate within bounds."""
 
     name = "quality"
+    known = frozenset({"min_ovrl", "chars_per_s"})
     reads = frozenset({"audio_path", "text", "duration", "language"})
     writes = frozenset({"dnsmos", "chars_per_s"})
     batch_size = 8

@@ -129,6 +129,7 @@ class GenerateDialogues(Stage):
     every dialogue is schema-checked and re-asked at most `max_attempts` times."""
 
     name = "generate_dialogues"
+    known = frozenset({"llm", "max_new_tokens", "style", "single", "multi", "multi_turns", "max_attempts"})
     reads = frozenset({"role", "profile", "excerpts", "language", "ref_audio_path", "ref_text"})
     writes = frozenset(
         {
@@ -148,11 +149,14 @@ class GenerateDialogues(Stage):
     batch_size = 1
     resources = Resources(cpus=1.0)
 
-    def check(self) -> str | None:
+    def check(self, config: dict[str, Any]) -> str | None:
         from speechrole.agents import load_builtin
         from speechrole.agents.base import backend_problem
         from speechrole.agents.llm import LLMS
 
+        style = self.options.get("style", "stepwise")
+        if style not in ("stepwise", "json"):
+            return f"generate_dialogues style {style!r}: use stepwise or json"
         load_builtin()
         return backend_problem(LLMS, self.options.get("llm", "smollm2"))
 
@@ -177,6 +181,12 @@ class GenerateDialogues(Stage):
         self.style = self.options.get("style", "stepwise")
         if self.style not in ("stepwise", "json"):
             raise ValueError(f"generate_dialogues style {self.style!r}: use stepwise or json")
+
+    def teardown(self) -> None:
+        if hasattr(self, "_threads"):  # give the process its thread count back for the next stages
+            import torch
+
+            torch.set_num_threads(self._threads)
 
     def _dialogue(self, row: Row, turns: int, attempt: int) -> GeneratedDialogue:
         if self.style == "json":
@@ -233,6 +243,7 @@ class Dedup(Stage):
     above `threshold` (0.9, as the paper) within each role — blocked by role, never all pairs."""
 
     name = "dedup"
+    known = frozenset({"threshold"})
     per = "all"
     reads = frozenset({"role", "turns"})
     writes = frozenset()

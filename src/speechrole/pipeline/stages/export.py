@@ -8,6 +8,7 @@ import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from speechrole.bench.profile import SCRIPT_INTRO, render_profile
 from speechrole.fileio import write_json_atomic, write_text_atomic
@@ -175,16 +176,18 @@ class Export(Stage):
     """Write the dialogues in the chosen formats: speechrole (official layout), chat, lhotse, hf."""
 
     name = "export"
+    known = frozenset({"out", "formats"})
     per = "all"
     reads = frozenset(
         {"role", "profile", "kind", "turns", "context", "ref_audio_path", "ref_text", "language"}
     )
     writes = frozenset()
 
-    def setup(self, ctx: Context) -> None:
+    def check(self, config: dict[str, Any]) -> str | None:
         unknown = sorted(set(self.formats()) - set(EXPORTERS))
-        if unknown:
-            raise ValueError(f"export formats {unknown}: use {sorted(EXPORTERS)}")
+        return f"export formats {unknown}: use {sorted(EXPORTERS)}" if unknown else None
+
+    def setup(self, ctx: Context) -> None:
         base = Path(ctx.config.get("base_dir", "."))
         self.out = base / str(self.options.get("out", ctx.work_dir / "export"))
 
@@ -192,9 +195,16 @@ class Export(Stage):
         return list(self.options.get("formats", ["speechrole", "chat"]))
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
-        for fmt in self.formats():
-            target = self.out / fmt
+        for fmt in self.formats():  # each export is built aside, then swapped in whole: a failure
+            target = self.out / fmt  # leaves the previous one as it was, never a mix of the two
+            building, old = self.out / f".{fmt}.building", self.out / f".{fmt}.old"
+            for stale in (building, old):
+                if stale.exists():
+                    shutil.rmtree(stale)
+            EXPORTERS[fmt](rows, building)
             if target.exists():
-                shutil.rmtree(target)  # an export is rewritten whole, never mixed with an older one
-            EXPORTERS[fmt](rows, target)
+                target.rename(old)
+            building.rename(target)
+            if old.exists():
+                shutil.rmtree(old)
         return rows

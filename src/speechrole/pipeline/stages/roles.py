@@ -28,11 +28,18 @@ def role_list(ctx: Context) -> list[dict[str, Any]]:
     return roles
 
 
+def _unit(vector: list[float]) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.float64)
+    return v / (np.linalg.norm(v) + 1e-12)
+
+
 @register
 class AssignRoles(Stage):
     """Assign each diarized speaker's segments to a role (manual map, enrolment clips, or clustering)."""
 
     name = "assign_roles"
+    known = frozenset({"mode", "threshold"})
+    uses = frozenset({"roles"})
     per = "all"
     reads = frozenset({"speaker", "embedding"})
     writes = frozenset({"role", "role_score"})
@@ -104,6 +111,8 @@ class SelectReference(Stage):
     typical of the role (the medoid of its segments); the top-k candidates are kept for retries."""
 
     name = "select_reference"
+    known = frozenset({"duration_s", "single_speaker_min", "top_k", "excerpts", "min_ovrl"})
+    uses = frozenset({"roles"})
     per = "all"
     reads = frozenset({"role", "duration", "embedding", "audio_path", "text", "language", "dnsmos"})
     writes = frozenset(
@@ -140,13 +149,31 @@ class SelectReference(Stage):
         for row in rows:
             by_role[row["role"]].append(row)
         out = []
+        min_ovrl = float(self.options.get("min_ovrl", 0.0))
         for role, segs in sorted(by_role.items()):
-            centroid = np.mean([s["embedding"] for s in segs], axis=0)
+            # the medoid under cosine similarity: a clip's mean similarity to all of the role's clips
+            # is its (unit) embedding times the mean embedding, so rank by that
+            unit = {s["id"]: _unit(s["embedding"]) for s in segs}
+            centroid = np.mean(list(unit.values()), axis=0)
+            fits = [
+                s
+                for s in segs
+                if lo <= s["duration"] <= hi and float((s.get("dnsmos") or {}).get("ovrl", 5.0)) >= min_ovrl
+            ]
             ranked = sorted(
-                (s for s in segs if lo <= s["duration"] <= hi),
-                key=lambda s: (-cosine(np.asarray(s["embedding"]), centroid), s["id"]),
+                fits,
+                key=lambda s: (
+                    -float(unit[s["id"]] @ centroid),
+                    -(s.get("dnsmos") or {}).get("ovrl", 0),
+                    s["id"],
+                ),
             )
-            chosen = [s for s in ranked if self._single_speaker(s) >= min_same][:top_k]
+            chosen: list[Row] = []
+            for s in ranked:  # the single-speaker check is costly: stop at top-k
+                if len(chosen) == top_k:
+                    break
+                if self._single_speaker(s) >= min_same:
+                    chosen.append(s)
             sources = sorted({s["id"] for s in segs})
             if not chosen:
                 out.append(
@@ -168,7 +195,7 @@ class SelectReference(Stage):
                     "ref_audio_path": best["audio_path"],
                     "ref_text": best["text"],
                     "ref_duration": best["duration"],
-                    "medoid_score": round(cosine(np.asarray(best["embedding"]), centroid), 4),
+                    "medoid_score": round(float(unit[best["id"]] @ centroid), 4),
                     "candidates": [{"audio_path": s["audio_path"], "text": s["text"]} for s in chosen],
                     "excerpts": [s["text"] for s in sorted(segs, key=lambda s: s["id"])][
                         : int(self.options.get("excerpts", 12))

@@ -49,11 +49,17 @@ class _Voices:
         self._ranked: dict[str, list[Any]] = {}
 
     def _bank_ranked(self, row: Row) -> list[Any]:
+        """The role's bank voices, nearest first; a retry never takes the user's voice."""
         if row["role"] not in self._ranked:
-            self._ranked[row["role"]] = [v for _, v in self.bank.ranked(_role(row))] or [
-                self.bank.voice_for(_role(row))
-            ]
+            ranked = [v for _, v in self.bank.ranked(_role(row))] or [self.bank.voice_for(_role(row))]
+            user = self._user_voice_id(row["language"], ranked[0].id)
+            self._ranked[row["role"]] = ranked[:1] + [v for v in ranked[1:] if v.id != user]
         return self._ranked[row["role"]]
+
+    @staticmethod
+    def _user_voice_id(language: str, role_voice: str) -> str:
+        first, second = USER_VOICES.get(language, USER_VOICES["en"])
+        return second if first == role_voice else first
 
     def role_voice(self, row: Row, attempt: int) -> str:
         """The id of the role's voice at this attempt (recorded in the row)."""
@@ -72,9 +78,13 @@ class _Voices:
         return store(audio, rate, path)
 
     def user_voice(self, row: Row) -> Any:
-        first, second = USER_VOICES.get(row["language"], USER_VOICES["en"])
-        wanted = second if first == self.role_voice(row, 0) else first
-        return next(v for v in self.bank.voices if v.id == wanted)
+        """The user's voice: the language's neutral voice (another one than the role's)."""
+        role = self.role_voice(row, 0)
+        wanted = self._user_voice_id(row["language"], role)
+        others = [v for v in self.bank.voices if v.id != role]
+        if not others:
+            raise RuntimeError("no bank voice left for the user's turns: install espeak-ng (make demo does)")
+        return next((v for v in others if v.id == wanted), others[0])
 
 
 def tts_problem(tts: str | dict[str, Any]) -> str | None:
@@ -108,12 +118,13 @@ class Synthesize(Stage):
     bank voice nearest to that clip."""
 
     name = "synthesize"
+    known = frozenset({"tts"})
     reads = frozenset({"turns", "role", "language", "ref_audio_path"})
     writes = frozenset({"turns", "voice"})
     batch_size = 4
     resources = Resources(cpus=1.0)
 
-    def check(self) -> str | None:
+    def check(self, config: dict[str, Any]) -> str | None:
         return tts_problem(self.options.get("tts", "voicebank"))
 
     def setup(self, ctx: Context) -> None:
@@ -148,13 +159,14 @@ class Verify(Stage):
     the cloning backend with a new seed — up to `retries` times. It takes synthesize's `tts`."""
 
     name = "verify"
+    known = frozenset({"tts", "min_ovrl", "max_wer", "min_similarity", "retries"})
     reads = frozenset({"turns", "role", "language", "ref_audio_path", "voice"})
     writes = frozenset({"turns", "voice", "verify"})
     inherits = frozenset({"tts"})
     batch_size = 4
     resources = Resources(cpus=1.0)
 
-    def check(self) -> str | None:
+    def check(self, config: dict[str, Any]) -> str | None:
         return tts_problem(self.options.get("tts", "voicebank"))
 
     def setup(self, ctx: Context) -> None:
@@ -206,10 +218,11 @@ class Verify(Stage):
             first = int(row["voice"].get("attempt", 0))
             attempts = []
             for attempt in range(first, first + retries + 1):
-                if attempt > first:  # speak the role's turns again: next voice, or a new seed
-                    for turn in row["turns"]:
-                        path = Path(turn["role_audio"])
+                if attempt > first:  # speak the role's turns again (next voice, or a new seed) into new
+                    for j, turn in enumerate(row["turns"]):  # files: synthesize's stay as they were
+                        path = self.ctx.path("tts", row["id"], f"{j}_role.try{attempt}.wav")
                         turn["role_duration"] = self.voices.speak_role(row, turn["role"], path, attempt)
+                        turn["role_audio"] = str(path)
                 checks = [self._check(row, t["role_audio"], t["role"], ref) for t in row["turns"]]
                 failures = self._failures(checks)
                 voice = self.voices.role_voice(row, attempt)
