@@ -1084,6 +1084,16 @@ def data_run(
         out.print(
             f"shard {shard_index} of {num_shards} done; run without --num-shards once every shard is done"
         )
+        return
+    export = next((s for s in loaded.stages if s.name == "export"), None)
+    if export is not None and len(summaries) == len(loaded.stages):
+        folder = export.target(loaded.context)  # type: ignore[attr-defined]
+        formats = ", ".join(export.formats())  # type: ignore[attr-defined]
+        out.print(f"exported ({formats}) to {folder}")
+        if "speechrole" in export.formats():  # type: ignore[attr-defined]
+            out.print(
+                f"evaluate an agent on it: speechrole eval --bench {folder / 'speechrole'} --agent offline"
+            )
 
 
 @data_app.command("example")

