@@ -165,12 +165,11 @@ def test_measure_stage_is_resumable_and_cached_by_content(tmp_path: Path) -> Non
     assert again.measured == 0 and again.reused == first.measured + first.reused
 
 
-def test_onnx_speaker_encoder_plumbing(tmp_path: Path) -> None:
-    pytest.importorskip("kaldi_native_fbank")
+def write_stand_in_speaker_onnx(path: Path) -> Path:
+    """A stand-in export: mean over frames, then a fixed projection, like the tail of a speaker net."""
     import onnx
     from onnx import TensorProto, helper
 
-    # A stand-in export: mean over frames, then a fixed projection, like the tail of a speaker net.
     proj = helper.make_tensor(
         "w", TensorProto.FLOAT, [80, 16], np.random.default_rng(0).standard_normal(80 * 16).astype(np.float32)
     )
@@ -184,8 +183,13 @@ def test_onnx_speaker_encoder_plumbing(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("emb", TensorProto.FLOAT, [1, 16])],
         [proj],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.save(model, tmp_path / "spk.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_onnx_speaker_encoder_plumbing(tmp_path: Path) -> None:
+    pytest.importorskip("kaldi_native_fbank")
+    write_stand_in_speaker_onnx(tmp_path / "spk.onnx")
     (metric,) = create_metrics((f"speaker:model={tmp_path / 'spk.onnx'}",))
     t = np.arange(RATE * 2) / RATE
     a = tmp_path / "a.wav"

@@ -108,8 +108,37 @@ def test_backends_are_checked_and_options_shared_when_the_pipeline_is_built(tmp_
         load("llm: smollm2", "llm: gpt-nothing")
     with pytest.raises(DataError, match=r"stages\[2\]\.diarize.*pyannote"):
         load("diarize: {threshold: 0.3}", "diarize: {backend: pyannote}")
+    with pytest.raises(DataError, match=r"stages\[2\]\.diarize.*speaker_encoder: .*nope.onnx not found"):
+        load("work_dir: work", "speaker_encoder: nope.onnx\nwork_dir: work")
     result = runner.invoke(app, ["data", "run", str(path)])
-    assert result.exit_code == 2 and "pyannote" in result.output and "Traceback" not in result.output
+    assert (
+        result.exit_code == 2 and "nope.onnx not found" in result.output and "Traceback" not in result.output
+    )
+
+
+def test_a_speaker_encoder_model_serves_every_stage_that_embeds(tmp_path: Path) -> None:
+    pytest.importorskip("kaldi_native_fbank")
+    import numpy as np
+
+    from speechrole.pipeline.stages.audio import _Encoder
+    from tests.test_metrics import write_stand_in_speaker_onnx
+
+    write_stand_in_speaker_onnx(tmp_path / "spk.onnx")
+    encoder = _Encoder({"speaker_encoder": "spk.onnx", "base_dir": str(tmp_path)})
+    vector = encoder(0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32))
+    assert encoder.name == "onnx:spk.onnx" and vector.shape == (16,)
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+    path = pipeline_yaml(tmp_path)
+    (tmp_path / "episode.wav").write_bytes(b"")
+    (tmp_path / "broken.mp4").write_bytes(b"")
+    for name, _ in CAST.values():
+        (tmp_path / f"enrol-{name}.wav").write_bytes(b"")
+    path.write_text(path.read_text().replace("work_dir: work", "speaker_encoder: spk.onnx\nwork_dir: work"))
+    pipeline = load_pipeline(path)  # the model is found: no error
+    hashes = {s.name: s.config_hash(pipeline.context.config) for s in pipeline.stages}
+    plain = {s.name: s.config_hash({}) for s in pipeline.stages}
+    changed = {name for name in hashes if hashes[name] != plain[name]}
+    assert changed == {"diarize", "embed", "assign_roles", "select_reference", "verify"}
 
 
 def test_manual_role_map_takes_source_ids_or_media_names(tmp_path: Path) -> None:

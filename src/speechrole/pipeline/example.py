@@ -124,6 +124,7 @@ def pipeline_yaml(
     text = f"""# A SpeechRole-Data pipeline (speechrole data run pipeline.yaml). Paths are relative to this file.
 name: synthetic-episode
 work_dir: work                      # manifests, clips and the export go here
+# speaker_encoder: models/campplus.onnx   # CAM++ / WeSpeaker ONNX instead of the bundled resemblyzer
 sources:                            # media files or globs (any format ffmpeg reads), with their language
   - {{path: episode.wav, language: en}}
   - {{path: broken.mp4, language: en}}  # corrupt on purpose: reported and skipped

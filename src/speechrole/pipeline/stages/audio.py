@@ -110,13 +110,35 @@ class VAD(Stage):
         return out
 
 
+SPEAKER_ENCODER = "speaker_encoder"  # pipeline key: a CAM++ / WeSpeaker ONNX model for every stage
+
+
+def speaker_encoder_problem(config: dict[str, Any]) -> str | None:
+    """Why the pipeline's `speaker_encoder` cannot be used (asked when the pipeline is built)."""
+    model = config.get(SPEAKER_ENCODER)
+    if not model:
+        return None
+    path = Path(config.get("base_dir", ".")) / str(model)
+    if not path.is_file():
+        return f"{SPEAKER_ENCODER}: {path} not found (a CAM++ or WeSpeaker model exported to ONNX)"
+    return needs_module("kaldi_native_fbank", "pip install kaldi-native-fbank")
+
+
 class _Encoder:
-    """Speaker embeddings of 16 kHz audio (resemblyzer, bundled)."""
+    """Speaker embeddings of 16 kHz audio: resemblyzer (bundled), or the pipeline's `speaker_encoder`
+    (CAM++ / WeSpeaker ONNX) — one space for diarization, roles, references and verification."""
 
-    def __init__(self) -> None:
-        from speechrole.speakers import default_encoder
+    def __init__(self, config: dict[str, Any]) -> None:
+        model = config.get(SPEAKER_ENCODER)
+        if model:
+            from speechrole.metrics.speaker import OnnxSpeakerEncoder
 
-        self.encoder = default_encoder()
+            self.encoder: Any = OnnxSpeakerEncoder(str(Path(config.get("base_dir", ".")) / str(model)))
+            self.name = f"onnx:{Path(str(model)).name}"
+        else:
+            from speechrole.speakers import default_encoder
+
+            self.encoder, self.name = default_encoder(), "resemblyzer"
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         return self.encoder.embed(audio, ANALYSIS_RATE)
@@ -146,6 +168,7 @@ class Diarize(Stage):
     """Who speaks when: VAD regions cut into short pieces, embedded, clustered (pyannote when present)."""
 
     name = "diarize"
+    uses = frozenset({SPEAKER_ENCODER})
     known = frozenset({"backend", "model", "piece_s", "threshold"})
     reads = frozenset({"audio_path", "speech"})
     writes = frozenset({"turns", "speakers"})
@@ -160,7 +183,7 @@ class Diarize(Stage):
             )
         if backend != "embed-cluster":
             return f"diarize backend {backend!r}: use embed-cluster (bundled) or pyannote"
-        return None
+        return speaker_encoder_problem(config)
 
     def setup(self, ctx: Context) -> None:
         backend = self.options.get("backend", "embed-cluster")
@@ -178,7 +201,7 @@ class Diarize(Stage):
         elif backend != "embed-cluster":
             raise ValueError(f"diarize backend {backend!r}: use embed-cluster (bundled) or pyannote")
         else:
-            self.encode = _Encoder()
+            self.encode = _Encoder(ctx.config)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         return [self._one(row) for row in rows]
@@ -370,12 +393,16 @@ class Embed(Stage):
     """Speaker embedding of each segment (resemblyzer, bundled; 256 floats, L2-normalised)."""
 
     name = "embed"
+    uses = frozenset({SPEAKER_ENCODER})
     reads = frozenset({"audio_path"})
     writes = frozenset({"embedding", "embedder"})
     batch_size = 16
 
+    def check(self, config: dict[str, Any]) -> str | None:
+        return speaker_encoder_problem(config)
+
     def setup(self, ctx: Context) -> None:
-        self.encode = _Encoder()
+        self.encode = _Encoder(ctx.config)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         return [
@@ -384,7 +411,7 @@ class Embed(Stage):
                 "embedding": [
                     round(float(x), 5) for x in self.encode(mono_at(Path(row["audio_path"]), ANALYSIS_RATE))
                 ],
-                "embedder": "resemblyzer",
+                "embedder": self.encode.name,
             }
             for row in rows
         ]

@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from speechrole.pipeline.stage import Context, Row, Stage, drop, register
-from speechrole.pipeline.stages.audio import ANALYSIS_RATE, _Encoder, cluster, cosine, mono_at
+from speechrole.pipeline.stages.audio import (
+    ANALYSIS_RATE,
+    SPEAKER_ENCODER,
+    _Encoder,
+    cluster,
+    cosine,
+    mono_at,
+)
 from speechrole.problems import DataError
 
 
@@ -39,7 +46,7 @@ class AssignRoles(Stage):
 
     name = "assign_roles"
     known = frozenset({"mode", "threshold"})
-    uses = frozenset({"roles"})
+    uses = frozenset({"roles", SPEAKER_ENCODER})
     per = "all"
     reads = frozenset({"speaker", "embedding"})
     writes = frozenset({"role", "role_score"})
@@ -52,7 +59,7 @@ class AssignRoles(Stage):
             raise ValueError(f"roles.mode {self.mode!r}: use manual, enrol or cluster")
 
     def _centroids(self) -> dict[str, np.ndarray]:
-        encode = _Encoder()
+        encode = _Encoder(self.ctx.config)
         base = Path(self.ctx.config.get("base_dir", "."))
         out = {}
         for role in role_list(self.ctx):
@@ -112,7 +119,7 @@ class SelectReference(Stage):
 
     name = "select_reference"
     known = frozenset({"duration_s", "single_speaker_min", "top_k", "excerpts", "min_ovrl"})
-    uses = frozenset({"roles"})
+    uses = frozenset({"roles", SPEAKER_ENCODER})
     per = "all"
     reads = frozenset({"role", "duration", "embedding", "audio_path", "text", "language", "dnsmos"})
     writes = frozenset(
@@ -133,7 +140,7 @@ class SelectReference(Stage):
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.encode = _Encoder()
+        self.encode = _Encoder(ctx.config)
 
     def _single_speaker(self, row: Row) -> float:
         audio = mono_at(Path(row["audio_path"]), ANALYSIS_RATE)

@@ -11,7 +11,14 @@ import numpy as np
 
 from speechrole.audio import resample, write_wav
 from speechrole.pipeline.stage import Context, Resources, Row, Stage, drop, register
-from speechrole.pipeline.stages.audio import ANALYSIS_RATE, STORE_RATE, cosine, mono_at
+from speechrole.pipeline.stages.audio import (
+    ANALYSIS_RATE,
+    SPEAKER_ENCODER,
+    STORE_RATE,
+    _Encoder,
+    cosine,
+    mono_at,
+)
 from speechrole.schema import Language, Role
 
 #: The user's voice per language (a bank voice; another one when the role would speak with it).
@@ -159,6 +166,7 @@ class Verify(Stage):
     the cloning backend with a new seed — up to `retries` times. It takes synthesize's `tts`."""
 
     name = "verify"
+    uses = frozenset({SPEAKER_ENCODER})
     known = frozenset({"tts", "min_ovrl", "max_wer", "min_similarity", "retries"})
     reads = frozenset({"turns", "role", "language", "ref_audio_path", "voice"})
     writes = frozenset({"turns", "voice", "verify"})
@@ -173,14 +181,13 @@ class Verify(Stage):
         from speechrole.agents import load_builtin
         from speechrole.agents.asr import ASRS
         from speechrole.metrics.dnsmos import DNSMOS
-        from speechrole.speakers import default_encoder
 
         load_builtin()
         self.ctx, self.voices = ctx, _Voices(self.options.get("tts", "voicebank"))
         self.dnsmos = DNSMOS()
         self.dnsmos.load()
         self.asr = ASRS.create("whisper-tiny-en")
-        self.encoder = default_encoder()
+        self.encoder = _Encoder(ctx.config).encoder
 
     def _check(self, row: Row, path: str, text: str, ref: np.ndarray) -> dict[str, Any]:
         from speechrole.metrics.base import MetricError, decode_clip
