@@ -100,6 +100,10 @@ def test_backends_are_checked_and_options_shared_when_the_pipeline_is_built(tmp_
     assert "tts" not in verify.options
     shared = load("  - synthesize ", "  - synthesize: {tts: voicebank} ")
     assert next(s for s in shared.stages if s.name == "verify").options["tts"] == "voicebank"
+    heard = load("  - asr ", "  - asr: {asr: whisper-tiny-en} ")  # verify hears with the asr stage's model
+    assert next(s for s in heard.stages if s.name == "verify").options["asr"] == "whisper-tiny-en"
+    with pytest.raises(DataError, match=r"stages\[4\]\.asr.*unknown ASR"):
+        load("  - asr ", "  - asr: {asr: nosuch} ")
     with pytest.raises(DataError, match=r"stages\[11\]\.synthesize.*unknown TTS backend 'nosuch'"):
         load("  - synthesize ", "  - synthesize: {tts: nosuch} ")
     with pytest.raises(DataError, match=r"synthesize.*needs f5_tts"):  # not installed here

@@ -161,32 +161,39 @@ class Synthesize(Stage):
 
 @register
 class Verify(Stage):
-    """Check every role turn: DNSMOS OVRL, ASR error against its text (English), speaker similarity to
-    the reference; a failing dialogue's role turns are spoken again — the next-nearest bank voice, or
-    the cloning backend with a new seed — up to `retries` times. It takes synthesize's `tts`."""
+    """Check every role turn: DNSMOS OVRL, ASR error against its text (WER; CER for Chinese, given a
+    multilingual `asr`), speaker similarity to the reference; a failing dialogue's role turns are
+    spoken again — the next-nearest bank voice, or the cloning backend with a new seed — up to
+    `retries` times. It takes synthesize's `tts` and the asr stage's `asr`."""
 
     name = "verify"
     uses = frozenset({SPEAKER_ENCODER})
-    known = frozenset({"tts", "min_ovrl", "max_wer", "min_similarity", "retries"})
+    known = frozenset({"tts", "asr", "min_ovrl", "max_wer", "min_similarity", "retries"})
     reads = frozenset({"turns", "role", "language", "ref_audio_path", "voice"})
     writes = frozenset({"turns", "voice", "verify"})
-    inherits = frozenset({"tts"})
+    inherits = frozenset({"tts", "asr"})
     batch_size = 4
     resources = Resources(cpus=1.0)
 
     def check(self, config: dict[str, Any]) -> str | None:
-        return tts_problem(self.options.get("tts", "voicebank"))
+        from speechrole.agents.asr import ASRS
+        from speechrole.agents.base import backend_problem
+
+        why = tts_problem(self.options.get("tts", "voicebank"))
+        return why or backend_problem(ASRS, self.options.get("asr", "whisper-tiny-en"))
 
     def setup(self, ctx: Context) -> None:
         from speechrole.agents import load_builtin
         from speechrole.agents.asr import ASRS
+        from speechrole.agents.base import parse_backend
         from speechrole.metrics.dnsmos import DNSMOS
 
         load_builtin()
         self.ctx, self.voices = ctx, _Voices(self.options.get("tts", "voicebank"))
         self.dnsmos = DNSMOS()
         self.dnsmos.load()
-        self.asr = ASRS.create("whisper-tiny-en")
+        name, options = parse_backend(self.options.get("asr", "whisper-tiny-en"))
+        self.asr = ASRS.create(name, **options)
         self.encoder = _Encoder(ctx.config).encoder
 
     def _check(self, row: Row, path: str, text: str, ref: np.ndarray) -> dict[str, Any]:
@@ -200,9 +207,10 @@ class Verify(Stage):
         }
         audio = mono_at(Path(path), ANALYSIS_RATE)
         result["similarity"] = round(cosine(self.encoder.embed(audio, ANALYSIS_RATE), ref), 4)
-        if row["language"] == "en":
-            heard = self.asr.transcribe_array(audio, Language.EN)
-            result["wer"] = round(error_rate(text, heard, Language.EN), 3)
+        language = Language(row["language"])
+        if language is Language.EN or not getattr(self.asr, "english_only", False):
+            heard = self.asr.transcribe_array(audio, language)
+            result["wer"] = round(error_rate(text, heard, language), 3)  # CER for Chinese
         return result
 
     def _failures(self, checks: list[dict[str, Any]]) -> list[str]:
