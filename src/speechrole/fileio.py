@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -26,6 +27,21 @@ def read_json(path: Path) -> Any:
         if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
             reason += " (the file looks truncated)"
         raise DataError(path, "", reason) from None
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, bool, Any]]:
+    """(line number, parsed?, value) for each non-blank line of an append-only JSONL file; a missing
+    file has none. A line that is not JSON — a write cut short by a kill, possibly inside a multi-byte
+    character, so lines are decoded one by one — comes as (n, False, None) for the caller to judge."""
+    if not path.is_file():
+        return
+    for n, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            yield n, True, json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            yield n, False, None
 
 
 def _umask() -> int:

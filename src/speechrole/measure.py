@@ -20,7 +20,7 @@ from typing import Any
 
 from speechrole.agents.cascaded import speakable
 from speechrole.audio import file_sha256
-from speechrole.fileio import read_json, resolve_inside
+from speechrole.fileio import read_json, read_jsonl, resolve_inside
 from speechrole.metrics import METRICS, load_builtin
 from speechrole.metrics.base import Clip, Metric, MetricError, MetricValues, decode_clip
 from speechrole.outputs import find_output_tree, read_role_output
@@ -289,17 +289,10 @@ def read_measures(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
     """Lines of measures.jsonl; a torn or invalid line is skipped with a problem."""
     lines: list[dict[str, Any]] = []
     problems: list[Problem] = []
-    if not path.is_file():
-        return lines, problems
-    for n, raw in enumerate(path.read_bytes().split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            data = json.loads(raw.decode("utf-8"))
-            if not isinstance(data, dict) or "cache_key" not in data:
-                raise ValueError
+    for n, parsed, data in read_jsonl(path):
+        if parsed and isinstance(data, dict) and "cache_key" in data:
             lines.append(data)
-        except (UnicodeDecodeError, ValueError):
+        else:
             problems.append(Problem(str(path), f"line {n}", "incomplete or invalid line; ignored", "warning"))
     return lines, problems
 
@@ -307,19 +300,9 @@ def read_measures(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
 def latencies(run_dir: Path) -> dict[tuple[str, int], dict[str, float]]:
     """Per-turn latencies that `generate` recorded (the last record of each turn)."""
     out: dict[tuple[str, int], dict[str, float]] = {}
-    path = Path(run_dir) / "generations.jsonl"
-    if path.is_file():
-        for raw in path.read_bytes().split(b"\n"):
-            try:
-                line = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                continue
-            if (
-                isinstance(line, dict)
-                and line.get("status") == "ok"
-                and isinstance(line.get("latency_s"), dict)
-            ):
-                out[(line["sample"], int(line["turn"]))] = {k: float(v) for k, v in line["latency_s"].items()}
+    for _, _, line in read_jsonl(Path(run_dir) / "generations.jsonl"):
+        if isinstance(line, dict) and line.get("status") == "ok" and isinstance(line.get("latency_s"), dict):
+            out[(line["sample"], int(line["turn"]))] = {k: float(v) for k, v in line["latency_s"].items()}
     return out
 
 

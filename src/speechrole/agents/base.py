@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from speechrole.registry import Registry
+from speechrole.registry import Registry, T
 from speechrole.schema import AgentReply, Benchmark, Role, Sample
 
 History = Literal["gold", "own"]
@@ -129,8 +129,20 @@ def _python(target: str = "", **options: Any) -> Agent:
 def backend_problem(registry: Registry[Any], spec: str | dict[str, Any]) -> str | None:
     """Why a backend spec cannot be made here (malformed, unknown, or its package or weights are
     missing); None when nothing is known to be wrong. Asked before a long run starts."""
+    from speechrole.agents import load_builtin
+
+    load_builtin()
     try:
         name, _ = parse_backend(spec)
     except (ValueError, KeyError) as exc:
         return f"backend {spec!r}: {exc}"
     return registry.problem(name)
+
+
+def create_backend(registry: Registry[T], spec: str | dict[str, Any]) -> T:
+    """The backend a spec names (`NAME[:MODEL][@URL]` or a mapping), from the builtin registries."""
+    from speechrole.agents import load_builtin
+
+    load_builtin()
+    name, options = parse_backend(spec)
+    return registry.create(name, **options)

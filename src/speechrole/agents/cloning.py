@@ -28,7 +28,22 @@ def _reference(role: Role) -> tuple[str, str]:
     return role.reference_audio, role.reference_transcript
 
 
-class F5TTSBackend:
+class _ZeroShot:
+    """What both cloning backends share: the role's clip and transcript as the prompt, one synthesis
+    at a time, and a seed per role, text and take (the same take gives the same audio)."""
+
+    _lock: threading.Lock  # each backend holds its own
+
+    def prepare(self, roles: Iterable[Role]) -> None:
+        for role in roles:
+            _reference(role)
+
+    @staticmethod
+    def seed_for(role: Role, text: str, take: int) -> int:
+        return zlib.crc32(f"{role.id}\n{text}".encode()) + take
+
+
+class F5TTSBackend(_ZeroShot):
     """F5-TTS (`f5_tts.api.F5TTS`), weights from a local checkpoint; 24 kHz; seeded per role and text.
 
     Note: the released F5-TTS weights are CC-BY-NC (trained on Emilia)."""
@@ -63,10 +78,6 @@ class F5TTSBackend:
         )
         self._lock = threading.Lock()
 
-    def prepare(self, roles: Iterable[Role]) -> None:
-        for role in roles:
-            _reference(role)
-
     def synthesize(self, text: str, role: Role, seed: int = 0) -> tuple[np.ndarray, int]:
         """`seed` varies the take (a retry after a failed check); the same seed gives the same audio."""
         ref_file, ref_text = _reference(role)
@@ -76,7 +87,7 @@ class F5TTSBackend:
                 ref_text=ref_text,
                 gen_text=text,
                 nfe_step=self.nfe_step,
-                seed=zlib.crc32(f"{role.id}\n{text}".encode()) + seed,
+                seed=self.seed_for(role, text, seed),
                 show_info=lambda *a, **k: None,
             )
         return np.asarray(wav, dtype=np.float32).reshape(-1), int(rate)
@@ -100,7 +111,7 @@ def _f5(**options: Any) -> TTS:
     return F5TTSBackend(**options)
 
 
-class CosyVoice2Backend:
+class CosyVoice2Backend(_ZeroShot):
     """CosyVoice2 `inference_zero_shot`, every yielded piece kept (the released script kept only the first)."""
 
     def __init__(self, model: str = "") -> None:
@@ -117,17 +128,13 @@ class CosyVoice2Backend:
         self._tts = CosyVoice2(str(self.model_dir), load_jit=False, load_trt=False, fp16=False)
         self._lock = threading.Lock()
 
-    def prepare(self, roles: Iterable[Role]) -> None:
-        for role in roles:
-            _reference(role)
-
     def synthesize(self, text: str, role: Role, seed: int = 0) -> tuple[np.ndarray, int]:
         """`seed` varies the take (a retry after a failed check); the same seed gives the same audio."""
         import torch
 
         ref_file, ref_text = _reference(role)
         with self._lock:
-            torch.manual_seed(zlib.crc32(f"{role.id}\n{text}".encode()) + seed)
+            torch.manual_seed(self.seed_for(role, text, seed))
             pieces = [
                 out["tts_speech"].cpu().numpy().reshape(-1)
                 for out in self._tts.inference_zero_shot(text, ref_text, ref_file, stream=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from speechrole.fileio import read_jsonl
 from speechrole.problems import Problem
 from speechrole.schema import Judgment
 
@@ -21,14 +22,8 @@ def read_judgments(path: Path) -> tuple[list[Judgment], list[Problem]]:
     a warning; a JSON line that is not a valid judgment is an error."""
     judgments: list[Judgment] = []
     problems: list[Problem] = []
-    if not path.is_file():
-        return judgments, problems
-    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:  # a line cut by a kill may end inside a multi-byte character: decode line by line
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+    for lineno, parsed, data in read_jsonl(path):
+        if not parsed:
             problems.append(
                 Problem(
                     str(path), f"line {lineno}", "incomplete line (interrupted write); ignored", "warning"

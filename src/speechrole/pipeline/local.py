@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechrole.fileio import write_json_atomic, write_text_atomic
+from speechrole.fileio import read_jsonl, write_json_atomic, write_text_atomic
 from speechrole.models import ModelMissingError
 from speechrole.pipeline.spec import Pipeline
 from speechrole.pipeline.stage import DROP, Row, Stage
@@ -78,16 +78,7 @@ class StageSummary:
 
 def read_rows(path: Path) -> list[Row]:
     """A JSONL manifest; a torn last line (a killed writer) is ignored."""
-    rows = []
-    if path.is_file():
-        for raw in path.read_bytes().split(b"\n"):
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(row, dict) and "id" in row:
-                rows.append(row)
-    return rows
+    return [row for _, _, row in read_jsonl(path) if isinstance(row, dict) and "id" in row]
 
 
 def reason_kind(reason: str) -> str:

@@ -9,7 +9,6 @@ URIs) and the viewer (URLs that the server resolves inside an allowed root).
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from speechrole.fileio import read_json, resolve_inside
+from speechrole.fileio import read_json, read_jsonl, resolve_inside
 from speechrole.problems import DataError, Problem
 from speechrole.schema import METRIC_ABBREV, METRICS, Benchmark, Judgment, Mode, Sample
 
@@ -125,15 +124,9 @@ def _measures(run_dir: Path) -> dict[tuple[str, int, str], tuple[dict[str, float
 
 def _generations(run_dir: Path) -> dict[tuple[str, int], dict[str, Any]]:
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    path = run_dir / "generations.jsonl"
-    if path.is_file():
-        for raw in path.read_bytes().split(b"\n"):
-            try:
-                line = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(line, dict) and "sample" in line and "turn" in line:
-                out[(str(line["sample"]), int(line["turn"]))] = line
+    for _, _, line in read_jsonl(run_dir / "generations.jsonl"):
+        if isinstance(line, dict) and "sample" in line and "turn" in line:
+            out[(str(line["sample"]), int(line["turn"]))] = line
     return out
 
 

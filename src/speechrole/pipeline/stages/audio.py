@@ -312,22 +312,18 @@ class ASR(Stage):
     batch_size = 8
 
     def check(self, config: dict[str, Any]) -> str | None:
-        from speechrole.agents import load_builtin
         from speechrole.agents.asr import ASRS
         from speechrole.agents.base import backend_problem
 
-        load_builtin()
         return backend_problem(ASRS, self.options.get("asr", "whisper-tiny-en"))
 
     def setup(self, ctx: Context) -> None:
-        from speechrole.agents import load_builtin
         from speechrole.agents.asr import ASRS
-        from speechrole.agents.base import parse_backend
+        from speechrole.agents.base import create_backend, parse_backend
 
-        load_builtin()
-        name, options = parse_backend(self.options.get("asr", "whisper-tiny-en"))
-        self.asr = ASRS.create(name, **options)
-        self.model = self.asr.describe().get("model", name)
+        spec = self.options.get("asr", "whisper-tiny-en")
+        self.asr = create_backend(ASRS, spec)
+        self.model = self.asr.describe().get("model", parse_backend(spec)[0])
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         from speechrole.schema import Language

@@ -150,14 +150,12 @@ class GenerateDialogues(Stage):
     resources = Resources(cpus=1.0)
 
     def check(self, config: dict[str, Any]) -> str | None:
-        from speechrole.agents import load_builtin
         from speechrole.agents.base import backend_problem
         from speechrole.agents.llm import LLMS
 
         style = self.options.get("style", "stepwise")
         if style not in ("stepwise", "json"):
             return f"generate_dialogues style {style!r}: use stepwise or json"
-        load_builtin()
         return backend_problem(LLMS, self.options.get("llm", "smollm2"))
 
     def setup(self, ctx: Context) -> None:

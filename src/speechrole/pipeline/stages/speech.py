@@ -46,12 +46,12 @@ class _Voices:
     Attempt k is the k-th take: the k-th nearest bank voice, or the cloning backend with seed k."""
 
     def __init__(self, tts: str | dict[str, Any] = "voicebank") -> None:
-        from speechrole.agents.base import parse_backend
+        from speechrole.agents.base import create_backend, parse_backend
         from speechrole.agents.tts import TTSS, VoiceBankTTS
 
-        name, options = parse_backend(tts)
+        name, _ = parse_backend(tts)
         self.bank = VoiceBankTTS()
-        self.clone = None if name == "voicebank" else TTSS.create(name, **options)
+        self.clone = None if name == "voicebank" else create_backend(TTSS, tts)
         self.clone_name = name
         self._ranked: dict[str, list[Any]] = {}
 
@@ -96,11 +96,9 @@ class _Voices:
 
 def tts_problem(tts: str | dict[str, Any]) -> str | None:
     """Why the `tts` option of synthesize and verify cannot be used here (asked before the run)."""
-    from speechrole.agents import load_builtin
     from speechrole.agents.base import backend_problem
     from speechrole.agents.tts import TTSS
 
-    load_builtin()
     return backend_problem(TTSS, tts)
 
 
@@ -183,18 +181,22 @@ class Verify(Stage):
         return why or backend_problem(ASRS, self.options.get("asr", "whisper-tiny-en"))
 
     def setup(self, ctx: Context) -> None:
-        from speechrole.agents import load_builtin
         from speechrole.agents.asr import ASRS
-        from speechrole.agents.base import parse_backend
+        from speechrole.agents.base import create_backend
         from speechrole.metrics.dnsmos import DNSMOS
 
-        load_builtin()
         self.ctx, self.voices = ctx, _Voices(self.options.get("tts", "voicebank"))
         self.dnsmos = DNSMOS()
         self.dnsmos.load()
-        name, options = parse_backend(self.options.get("asr", "whisper-tiny-en"))
-        self.asr = ASRS.create(name, **options)
+        self.asr = create_backend(ASRS, self.options.get("asr", "whisper-tiny-en"))
         self.encoder = _Encoder(ctx.config).encoder
+        self._refs: dict[str, np.ndarray] = {}
+
+    def _reference(self, path: str) -> np.ndarray:
+        """The reference clip's embedding, once per role's clip (every dialogue of a role shares it)."""
+        if path not in self._refs:
+            self._refs[path] = self.encoder.embed(mono_at(Path(path), ANALYSIS_RATE), ANALYSIS_RATE)
+        return self._refs[path]
 
     def _check(self, row: Row, path: str, text: str, ref: np.ndarray) -> dict[str, Any]:
         from speechrole.metrics.base import MetricError, decode_clip
@@ -228,7 +230,7 @@ class Verify(Stage):
     def process_batch(self, rows: list[Row]) -> list[Row]:
         out = []
         for row in rows:
-            ref = self.encoder.embed(mono_at(Path(row["ref_audio_path"]), ANALYSIS_RATE), ANALYSIS_RATE)
+            ref = self._reference(row["ref_audio_path"])
             retries = int(self.options.get("retries", 1))
             first = int(row["voice"].get("attempt", 0))
             attempts = []
