@@ -4,6 +4,7 @@ and the agreement analysis fed by ratings entered in the viewer."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import sqlite3
@@ -223,7 +224,9 @@ def test_viewer_refuses_paths_outside_what_the_runs_name(viewer: str) -> None:
             assert client.get(path).status_code == 404
         assert client.get("/sample", params={"run": "../../etc", "key": "passwd"}).status_code == 404
         assert client.get("/blind/nope/A/0").status_code == 404
-        forged = client.post("/rate", data={"task": "nope", "rater": "x"})
+        page = client.get("/rate", params={"rater": "x"}).text
+        token = re.search(r'name="token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        forged = client.post("/rate", data={"task": "nope", "rater": "x", "token": token})
         assert forged.status_code == 400
         foreign = client.post("/rate", data={"task": "x"}, headers={"origin": "http://evil.example"})
         assert foreign.status_code == 403
@@ -232,7 +235,6 @@ def test_viewer_refuses_paths_outside_what_the_runs_name(viewer: str) -> None:
 def test_agreement_from_ratings_entered_in_the_viewer(runs: Path, viewer: str) -> None:
     """Two raters rate every sample of `beta` through the viewer's form; the first rater follows the
     judge's ratios closely, the second adds noise; agreement prints per-metric correlations and alphas."""
-    import re
     import zlib
 
     from speechrole.report.collect import judge_means
@@ -252,12 +254,13 @@ def test_agreement_from_ratings_entered_in_the_viewer(runs: Path, viewer: str) -
                 if not found:
                     break
                 task = found.group(1)
+                token = re.search(r'name="token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
                 with sqlite3.connect(runs / "ratings.sqlite") as db:
                     sample, a_is = db.execute(
                         "SELECT sample, a_is FROM tasks WHERE id = ?", (task,)
                     ).fetchone()
                 ratios = judge_means(judged[sample])[0]
-                form = {"task": task, "rater": rater}
+                form = {"task": task, "rater": rater, "token": token}
                 for metric in METRICS:
                     jitter = zlib.crc32(f"{sample}{metric}".encode()) % (2 * noise + 1) - noise  # order-free
                     agent = max(1, min(10, round(5 * ratios[metric]) + jitter))

@@ -1,11 +1,11 @@
 """How far the judge agrees with human ears, and humans and the judge with themselves.
 
-Per metric, on the quantity the benchmark scores (the ratio s_agent / s_reference of one sample):
-- Spearman's rho and Kendall's tau between the human value (mean over raters) and the judge's value
-  (mean over its judgments) of each sample both rated and judged — what the paper reports (Spearman
-  0.55-0.76 by metric);
-- Krippendorff's alpha (interval) between human raters, and between repeated judgments of the same
-  sample (e.g. the two orders of the swap protocol);
+Per judge configuration (never pooled) and metric, on the quantity the benchmark scores (the sample's
+score, `score.sample.sample_score`: s_agent / s_reference, both orders of `swap` averaged):
+- Spearman's rho and Kendall's tau between the human value (mean over raters) and the judge's sample
+  score of each sample both rated and judged — what the paper reports (Spearman 0.55-0.76 by metric);
+- Krippendorff's alpha (interval) between human raters, and between repeated judgments: the same task
+  (sample, order, metrics) asked again of the same configuration, each judgment's ratio a value;
 each with a percentile bootstrap interval over samples (seeded, so two runs print the same numbers).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import numpy as np
 from speechrole.schema import METRICS
 
 Unit = tuple[str, str]  # (run id, sample key)
+Repeat = tuple[str, str, str]  # (run id, sample key, task)
 OVERALL = "overall"
 
 
@@ -45,6 +46,7 @@ class MetricAgreement:
 
 @dataclass(frozen=True)
 class AgreementReport:
+    judge: str  # the judge configuration (model, protocol, version)
     metrics: list[MetricAgreement]
     raters: list[str]
     n_ratings: int
@@ -107,23 +109,24 @@ def _with_interval(compute: object, n: int, replicates: int, confidence: float, 
 def _one_metric(
     metric: str,
     h: dict[Unit, dict[str, float]],
-    j: dict[Unit, list[float]],
+    j: dict[Unit, float],
+    reps: dict[Repeat, list[float]],
     raters: list[str],
     replicates: int,
     confidence: float,
     seed: int,
 ) -> MetricAgreement:
-    paired = sorted(set(h) & {u for u, v in j.items() if v})
+    paired = sorted(set(h) & set(j))
     x = np.array([np.mean(list(h[u].values())) for u in paired])
-    y = np.array([np.mean(j[u]) for u in paired])
+    y = np.array([j[u] for u in paired])
     rated = sorted(u for u in h if len(h[u]) >= 2)
     by_rater = np.array([[h[u].get(r, np.nan) for u in rated] for r in raters]).reshape(
         len(raters), len(rated)
     )
-    repeated = sorted(u for u, v in j.items() if len(v) >= 2)
-    width = max((len(j[u]) for u in repeated), default=0)
+    repeated = sorted(u for u, v in reps.items() if len(v) >= 2)
+    width = max((len(reps[u]) for u in repeated), default=0)
     by_repeat = np.array(
-        [[j[u][c] if c < len(j[u]) else np.nan for u in repeated] for c in range(width)]
+        [[reps[u][c] if c < len(reps[u]) else np.nan for u in repeated] for c in range(width)]
     ).reshape(width, len(repeated))
     spec = (replicates, confidence, seed)
     return MetricAgreement(
@@ -138,24 +141,43 @@ def _one_metric(
     )
 
 
+@dataclass
+class JudgeValues:
+    """One judge configuration's values: the sample score per metric and unit, and each judgment's ratio
+    per metric and repeated task."""
+
+    samples: dict[str, dict[Unit, float]] = field(default_factory=lambda: defaultdict(dict))
+    repeats: dict[str, dict[Repeat, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+
+
 def agreement(
     human: dict[str, dict[Unit, dict[str, float]]],
-    judge: dict[str, dict[Unit, list[float]]],
+    judge: JudgeValues,
     *,
+    label: str = "",
     raters: list[str],
     n_ratings: int,
     replicates: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> AgreementReport:
-    """`human[metric][unit][rater]` and `judge[metric][unit]` (one value per judgment) -> the report."""
+    """`human[metric][unit][rater]` and one judge configuration's values -> the report."""
     rows = [
         _one_metric(
-            metric, human.get(metric, {}), judge.get(metric, {}), raters, replicates, confidence, seed + k
+            metric,
+            human.get(metric, {}),
+            judge.samples.get(metric, {}),
+            judge.repeats.get(metric, {}),
+            raters,
+            replicates,
+            confidence,
+            seed + k,
         )
         for k, metric in enumerate([*METRICS, OVERALL])
     ]
-    return AgreementReport(rows, raters, n_ratings, replicates, confidence)
+    return AgreementReport(label, rows, raters, n_ratings, replicates, confidence)
 
 
 def _overall(per_metric: dict[str, float]) -> float | None:
@@ -164,9 +186,12 @@ def _overall(per_metric: dict[str, float]) -> float | None:
 
 def collect(
     runs_dir: Path, ratings_path: Path | None = None
-) -> tuple[dict[str, dict[Unit, dict[str, float]]], dict[str, dict[Unit, list[float]]], list[str], int]:
-    """Human ratings from the viewer's database and the judgments of the runs under `runs_dir`."""
-    from speechrole.results import read_any
+) -> tuple[dict[str, dict[Unit, dict[str, float]]], dict[str, JudgeValues], list[str], int]:
+    """Human ratings from the viewer's database and, per judge configuration, the current judgments of
+    the runs under `runs_dir` (read through `speechrole.run.Run`)."""
+    from speechrole.problems import DataError
+    from speechrole.run import Run
+    from speechrole.score.sample import sample_score
     from speechrole.view import discover_runs
     from speechrole.view.ratings import FILENAME, RatingStore
 
@@ -183,7 +208,8 @@ def collect(
         raise FileNotFoundError(f"{path}: no ratings yet (rate pairs in `speechrole view {runs_dir}`)")
     latest: dict[tuple[Unit, str, str], float] = {}  # (unit, rater, metric) -> agent / reference
     for r in ratings:  # ordered by time: a later rating of the same sample replaces the earlier
-        latest[((r.run, r.sample), r.rater, r.metric)] = r.agent / r.reference
+        run_id = r.run.split("#", 1)[0]  # a run's views per judge configuration share its audio
+        latest[((run_id, r.sample), r.rater, r.metric)] = r.agent / r.reference
     human: dict[str, dict[Unit, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for (unit, rater, metric), value in latest.items():
         human[metric][unit][rater] = value
@@ -193,21 +219,38 @@ def collect(
     for (unit, rater), values in by_rater.items():
         if (o := _overall(values)) is not None:
             human[OVERALL][unit][rater] = o
-    judge: dict[str, dict[Unit, list[float]]] = defaultdict(lambda: defaultdict(list))
+    judges: dict[str, JudgeValues] = defaultdict(JudgeValues)
     for run_dir in discover_runs(runs_dir):
         run_id = run_dir.relative_to(runs_dir).as_posix() or "."
-        for system in read_any(run_id, run_dir):
+        run = Run.open(run_dir)
+        try:
+            systems = run.systems()
+        except DataError:
+            continue
+        for system in systems:
+            if system.judge is None:
+                continue
+            values = judges[system.judge.label]
+            by_sample: dict[str, list] = defaultdict(list)
             for jd in system.judgments:
+                by_sample[jd.sample].append(jd)
+            for key, judged in by_sample.items():
+                score = sample_score(judged, failed=key in system.failures)
+                for metric, value in score.ratio.items():
+                    values.samples[metric][(run_id, key)] = value
+                if (o := _overall(score.ratio)) is not None:
+                    values.samples[OVERALL][(run_id, key)] = o
+            group = next(g for g in run.judgments if g.key == system.judge)
+            for jd in group.current:  # every repeat of a task, not only the latest
                 if jd.status != "scored":
                     continue
-                unit = (run_id, jd.sample)
-                values = {m: s.test / s.ref for m, s in jd.scores.items()}
-                for metric, value in values.items():
-                    judge[metric][unit].append(value)
-                if (o := _overall(values)) is not None:
-                    judge[OVERALL][unit].append(o)
+                ratios = {m: s.test / s.ref for m, s in jd.scores.items()}
+                for metric, value in ratios.items():
+                    values.repeats[metric][(run_id, jd.sample, jd.task)].append(value)
+                if (o := _overall(ratios)) is not None:
+                    values.repeats[OVERALL][(run_id, jd.sample, jd.task)].append(o)
     raters = sorted({r.rater for r in ratings})
-    return human, judge, raters, len({(r.run, r.sample, r.rater) for r in ratings})
+    return human, dict(judges), raters, len({(r.run, r.sample, r.rater) for r in ratings})
 
 
-__all__ = ["AgreementReport", "Interval", "MetricAgreement", "agreement", "collect"]
+__all__ = ["AgreementReport", "Interval", "JudgeValues", "MetricAgreement", "agreement", "collect"]

@@ -14,7 +14,7 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ class ChatResult:
     latency_s: float
     retries: int
     message: dict[str, Any] = field(default_factory=dict)  # the raw message (e.g. audio of speech models)
+    finish_reason: str = ""  # the server's: "stop", "length" (cut by max_tokens), ...; "" when not sent
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -153,10 +154,11 @@ class _Policy:
             raise CallError("rejected", f"request rejected (HTTP {status}): {detail}", retryable=False)
 
     @staticmethod
-    def parse(resp: httpx.Response) -> tuple[str, dict[str, int], str, dict[str, Any]]:
+    def parse(resp: httpx.Response) -> tuple[str, dict[str, int], str, dict[str, Any], str]:
         try:
             data = resp.json()
-            message = data["choices"][0]["message"]
+            choice = data["choices"][0]
+            message = choice["message"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise CallError(
                 "bad_response", "the server's answer is not a chat completion", retryable=True
@@ -168,6 +170,7 @@ class _Policy:
             _flatten_usage(data.get("usage")),
             str(data.get("model") or ""),
             message,
+            str(choice.get("finish_reason") or ""),
         )
 
 
@@ -210,7 +213,7 @@ class ChatClient:
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.gather(*(c.aclose() for c in self._clients))
 
-    async def _once(self, body: dict[str, Any]) -> tuple[str, dict[str, int], str, dict[str, Any]]:
+    async def _once(self, body: dict[str, Any]) -> tuple[str, dict[str, int], str, dict[str, Any], str]:
         if (delay := self._policy.pause_left()) > 0:
             await asyncio.sleep(delay)
         http = await self._idle.get()
@@ -230,12 +233,12 @@ class ChatClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    text, usage, model, message = await self._once(body)
+                    text, usage, model, message, finish = await self._once(body)
         except CallError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
             raise
         retries = retrying.statistics.get("attempt_number", 1) - 1
-        return ChatResult(text, usage, model, time.monotonic() - started, retries, message)
+        return ChatResult(text, usage, model, time.monotonic() - started, retries, message, finish)
 
 
 class SyncChatClient:
@@ -278,17 +281,17 @@ class SyncChatClient:
                     self._policy.check(
                         resp.status_code, resp.headers, resp.text if resp.status_code >= 400 else ""
                     )
-                    text, usage, model, message = self._policy.parse(resp)
+                    text, usage, model, message, finish = self._policy.parse(resp)
         except CallError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
             raise
         retries = retrying.statistics.get("attempt_number", 1) - 1
-        return ChatResult(text, usage, model, time.monotonic() - started, retries, message)
+        return ChatResult(text, usage, model, time.monotonic() - started, retries, message, finish)
 
-    def stream(self, body: dict[str, Any]) -> Iterator[str]:
+    def stream(self, body: dict[str, Any], on_finish: Callable[[str], None] | None = None) -> Iterator[str]:
         """Text deltas of a streamed completion (server-sent events). Failures before the first delta are
         retried like `complete`; a stream cut off midway raises `CallError` (the text so far is kept by
-        the caller)."""
+        the caller). `on_finish` gets the server's finish_reason ("length": cut by max_tokens) if it sends one."""
         retrying = Retrying(**self._policy.retry_args())
         for attempt in retrying:
             with attempt:
@@ -310,9 +313,12 @@ class SyncChatClient:
                 if data == "[DONE]":
                     break
                 try:
-                    delta = json.loads(data)["choices"][0].get("delta", {})
+                    choice = json.loads(data)["choices"][0]
+                    delta = choice.get("delta", {})
                 except (ValueError, KeyError, IndexError, TypeError):
                     raise CallError("bad_response", "malformed streamed chunk", retryable=False) from None
+                if on_finish is not None and choice.get("finish_reason"):
+                    on_finish(str(choice["finish_reason"]))
                 if isinstance(delta.get("content"), str) and delta["content"]:
                     yield delta["content"]
         except httpx.HTTPError as exc:

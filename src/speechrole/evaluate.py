@@ -90,6 +90,7 @@ class Evaluation:
         from speechrole.bench import load_benchmark
 
         bench, problems = load_benchmark(self.config.bench, reference_set=self.config.reference_set)
+        self._bench = bench
         self.outcome.problems += [p for p in problems if p.severity == "error"]
         self._timed("generate", lambda: self._generate(bench))
         self._timed("measure", lambda: self._measure(bench))
@@ -217,7 +218,7 @@ class Evaluation:
         from speechrole.score import BootstrapSpec, load_systems, score_systems
         from speechrole.score.render import render_json, render_markdown
 
-        systems = load_systems([self.run_dir])
+        systems = load_systems([self.run_dir], bench)
         report = score_systems(
             systems,
             bench=bench,
@@ -238,7 +239,7 @@ class Evaluation:
         from speechrole.report import build_report
 
         path = self.run_dir / "report.html"
-        build_report([self.run_dir], path, score=self.outcome.score)
+        build_report([self.run_dir], path, score=self.outcome.score, bench=self._bench)
         self.outcome.paths["report"] = path
         return {"path": path.name}
 

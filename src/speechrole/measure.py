@@ -20,11 +20,12 @@ from typing import Any
 
 from speechrole.agents.cascaded import speakable
 from speechrole.audio import file_sha256
-from speechrole.fileio import read_json, read_jsonl, resolve_inside
+from speechrole.fileio import read_jsonl, resolve_inside
 from speechrole.metrics import METRICS, load_builtin
 from speechrole.metrics.base import Clip, Metric, MetricError, MetricValues, decode_clip
 from speechrole.outputs import find_output_tree, read_role_output
 from speechrole.problems import DataError, Problem
+from speechrole.run import text_sha256
 from speechrole.schema import Benchmark, Mode, Sample
 
 DEFAULT_METRICS = ("speaker", "dnsmos", "intelligibility", "prosody", "duration")
@@ -67,6 +68,18 @@ class MeasureOutcome:
     audio_seconds: float = 0.0
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
+
+
+def parse_metric_specs(text: str) -> tuple[str, ...]:
+    """`speaker,dnsmos:stride=1,intelligibility:asr=whisper:/m,beam_size=5` -> one spec per metric (a
+    `key=value` without a colon continues the previous metric's options)."""
+    specs: list[str] = []
+    for token in filter(None, (t.strip() for t in text.split(","))):
+        if specs and "=" in token and ":" not in token.split("=", 1)[0] and ":" not in token:
+            specs[-1] += "," + token
+        else:
+            specs.append(token)
+    return tuple(specs)
 
 
 def create_metrics(specs: tuple[str, ...]) -> list[Metric]:
@@ -157,9 +170,10 @@ class Measurement:
             self._voices[role_id] = clip
         return self._voices[role_id]
 
-    def _cache_key(self, metric: Metric, sha: str, role: str) -> str:
+    def _cache_key(self, metric: Metric, clip: Clip, role: str) -> str:
         voice = self._voice(role) if metric.needs_reference_clip else None
-        return f"{metric.key}|{sha}|{voice.sha256 if voice else ''}"
+        text = f"|text:{text_sha256(clip.text)[:16]}" if metric.reads_text else ""
+        return f"{metric.key}|{clip.sha256}|{voice.sha256 if voice else ''}{text}"
 
     def run(self) -> MeasureOutcome:
         started = time.perf_counter()
@@ -192,7 +206,7 @@ class Measurement:
                         o.measured += 1
                         o.errors += isinstance(result, MetricError)
                         for n, (item, clip) in enumerate(waiting):
-                            self._write(item, clip.sha256, metric, key, result, clip.flags)
+                            self._write(item, clip.sha256, metric, key, result, clip.flags, clip.text)
                             o.reused += n > 0
                 for _ in batch:
                     self.reporter.advance("clip")
@@ -201,15 +215,16 @@ class Measurement:
 
     def _decode(self, item: Item) -> Clip | None:
         """The clip, decoded once for all metrics; an unreadable one is recorded for every metric."""
+        sha = ""
         try:
             sha = file_sha256(item.path)
             clip = decode_clip(item.path, sha, self.bench.roles[item.role].language, item.text)
         except (DataError, OSError) as exc:
             reason = exc.problem.describe() if isinstance(exc, DataError) else str(exc)
             for metric in self.metrics:
-                key = f"{metric.key}|unreadable|{item.shown}"
+                key = f"{metric.key}|unreadable|{sha or item.shown}"
                 if (item.sample, item.turn, item.side, key) not in self._done:
-                    self._write(item, "", metric, key, MetricError(f"unreadable audio: {reason}"), ())
+                    self._write(item, sha, metric, key, MetricError(f"unreadable audio: {reason}"), ())
                     self.outcome.errors += 1
             return None
         clip.reference = self._voice(item.role)
@@ -224,7 +239,7 @@ class Measurement:
         for item, clip in zip(batch, clips, strict=True):
             if clip is None:
                 continue
-            key = self._cache_key(metric, clip.sha256, item.role)
+            key = self._cache_key(metric, clip, item.role)
             if (item.sample, item.turn, item.side, key) in self._done:
                 self.outcome.reused += 1
             elif key in self._known:  # the same audio measured before (another sample, an earlier run)
@@ -236,6 +251,7 @@ class Measurement:
                     key,
                     MetricError(old["error"]) if old["error"] else old["values"],
                     clip.flags,
+                    clip.text,
                 )
                 self.outcome.reused += 1
             else:
@@ -250,6 +266,7 @@ class Measurement:
         key: str,
         result: MetricValues | MetricError,
         flags: tuple[str, ...],
+        text: str = "",
     ) -> None:
         line = {
             "sample": item.sample,
@@ -265,6 +282,8 @@ class Measurement:
             "error": result.reason if isinstance(result, MetricError) else None,
             "flags": list(flags),
         }
+        if metric.reads_text:  # the value holds only while the text is the one measured against
+            line["text_sha256"] = text_sha256(text)
         with self._lock:
             self._log.write(json.dumps(line, ensure_ascii=False) + "\n")
             self._log.flush()
@@ -295,19 +314,3 @@ def read_measures(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
         else:
             problems.append(Problem(str(path), f"line {n}", "incomplete or invalid line; ignored", "warning"))
     return lines, problems
-
-
-def latencies(run_dir: Path) -> dict[tuple[str, int], dict[str, float]]:
-    """Per-turn latencies that `generate` recorded (the last record of each turn)."""
-    out: dict[tuple[str, int], dict[str, float]] = {}
-    for _, _, line in read_jsonl(Path(run_dir) / "generations.jsonl"):
-        if isinstance(line, dict) and line.get("status") == "ok" and isinstance(line.get("latency_s"), dict):
-            out[(line["sample"], int(line["turn"]))] = {k: float(v) for k, v in line["latency_s"].items()}
-    return out
-
-
-def bench_spec_of(run_dir: Path) -> str | None:
-    try:
-        return str(read_json(Path(run_dir) / "run.json")["benchmark"]["spec"])
-    except (DataError, KeyError, TypeError):
-        return None

@@ -1,6 +1,9 @@
 """Judge results in the official layout: `{base}/{single,multi}/{role}.json`, one entry per sample.
 
-Every variant in the released files is read, always by list position (the `idx` field is not trusted):
+Entries are matched to samples by their `idx` where a file's `idx` values are unique non-negative
+integers (so a shortened file cannot shift its entries onto the wrong samples), otherwise by list
+position, and the file is flagged (the earlier released judge wrote `idx` 0 in every entry).
+Every variant in the released files is read:
 - the JSON protocol (v2): `{Metric}_results: {"reason", "score": [s_test, s_ref]}`;
 - the free-text protocol (v1): the same keys, the reason ending in `[Scores]: (a, b)` (used when `score`
   is absent; a disagreement between the two is reported);
@@ -14,11 +17,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from speechrole.fileio import read_json
 from speechrole.problems import DataError, Problem
 from speechrole.schema import METRICS, SCORE_MAX, SCORE_MIN, Judgment, MetricScore, Mode, sample_key
+
+if TYPE_CHECKING:
+    from speechrole.run import JudgeKey
 
 _SCORES_IN_TEXT = re.compile(r"\[Scores\]\s*:?\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)")
 
@@ -31,7 +37,8 @@ PROTOCOL_V2 = "official/v2"  # JSON, one call per sample (the later released jud
 
 @dataclass
 class SystemResults:
-    """All judgments of one system, with what could not be read."""
+    """One system under one judge configuration: its current judgments (the latest per task), what could
+    not be read, and, for a run directory, its agent failures, what was stale, and its current measures."""
 
     name: str
     source: Path
@@ -39,6 +46,13 @@ class SystemResults:
     problems: list[Problem] = field(default_factory=list)
     protocol: str = ""
     judge_model: str = ""
+    judge: JudgeKey | None = None
+    failures: dict[str, str] = field(default_factory=dict)  # sample -> why the agent gave no usable answer
+    stale: dict[str, int] = field(default_factory=dict)  # reason -> stale judgments skipped
+    stale_samples: list[str] = field(default_factory=list)
+    measures: list[dict[str, Any]] | None = None  # current lines of measures.jsonl
+    stale_measures: dict[str, int] = field(default_factory=dict)
+    latencies: dict[tuple[str, int], dict[str, float]] | None = None
 
 
 # Kinds of unusable metric entries, counted separately in score flags. Each reason text starts with
@@ -123,6 +137,22 @@ def _flatten(data: list[Any]) -> list[Any]:
     return out
 
 
+def entry_indices(entries: list[Any]) -> tuple[list[int], str | None]:
+    """The sample index of each entry: its `idx` where every entry has a unique non-negative integer
+    `idx`, else its position; with a note when the file is flagged (positions used, or entries not at
+    their `idx`)."""
+    raw = [e.get("idx") if isinstance(e, dict) else None for e in entries]
+    usable = all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in raw)
+    if usable and len(set(raw)) == len(raw):
+        moved = sum(i != n for n, i in enumerate(raw))
+        note = f"{moved} entries are not at their idx position; matched by idx" if moved else None
+        return raw, note  # type: ignore[return-value]
+    if not entries:
+        return [], None
+    why = "repeat" if usable else "are missing or not non-negative integers"
+    return list(range(len(entries))), f"idx values {why}; entries matched by list position"
+
+
 def read_result_file(
     file: Path, mode: Mode, role: str, protocol: str = ""
 ) -> tuple[list[Judgment], list[Problem]]:
@@ -132,7 +162,11 @@ def read_result_file(
         raise DataError(file, "", "expected a list with one entry per sample")
     judgments: list[Judgment] = []
     problems: list[Problem] = []
-    for index, entry in enumerate(_flatten(data)):
+    entries = _flatten(data)
+    indices, note = entry_indices(entries)
+    if note:
+        problems.append(Problem(str(file), "idx", note, "warning"))
+    for index, entry in zip(indices, entries, strict=True):
         key = sample_key(mode, role, index)
         if not isinstance(entry, dict):
             reason = "malformed: entry is not an object"
@@ -199,49 +233,16 @@ def read_system(base: Path, name: str, protocol: str = "", judge_model: str = ""
     return system
 
 
-def read_run(run_dir: Path, name: str) -> list[SystemResults]:
-    """A run directory judged by `speechrole judge`: its `judgments.jsonl`, the last line per task.
+def read_any(name: str, path: Path, bench: Any = None) -> list[SystemResults]:
+    """A run directory (through `speechrole.run.Run`: one system per judge configuration, current
+    judgments only), or a results folder in the official layout."""
+    from speechrole.run import Run
 
-    A run judged under several configurations (another protocol, judge model or rubric) gives one
-    system per configuration, so that they are compared, never averaged together."""
-    from speechrole.judge.log import latest_by_task, read_judgments
-
-    judgments, problems = read_judgments(run_dir / "judgments.jsonl")
-    configs: dict[tuple[str, str, str], list[Judgment]] = {}
-    for j in judgments:
-        configs.setdefault((j.protocol, j.judge_model, j.protocol_version), []).append(j)
-    systems = []
-    for (protocol, model, version), group in sorted(configs.items()):
-        label = name if len(configs) == 1 else f"{name} [{protocol} · {model or 'no judge'} · {version}]"
-        systems.append(
-            SystemResults(
-                name=label,
-                source=run_dir,
-                judgments=list(latest_by_task(group).values()),
-                problems=problems,
-                protocol=protocol,
-                judge_model=model,
-            )
-        )
-    return systems or [SystemResults(name=name, source=run_dir, problems=problems)]
-
-
-def read_any(name: str, path: Path) -> list[SystemResults]:
-    """A run directory (its judge log, else its exported results, else nothing judged yet: objective
-    metrics only), or a results folder in the official layout."""
-    if (path / "judgments.jsonl").is_file():
-        return read_run(path, name)
-    if _is_system_dir(path / "test_results"):
-        system = read_system(path / "test_results", name)
-        system.source = path  # the run, where measures.jsonl and generations.jsonl are
-        return [system]
+    if Run.is_run(path):
+        return Run.open(path, bench=bench).systems(name)
     if _is_system_dir(path):
         return [read_system(path, name)]
     return [SystemResults(name=name, source=path)]
-
-
-def _is_run_dir(path: Path) -> bool:
-    return any((path / f).is_file() for f in ("run.json", "judgments.jsonl", "measures.jsonl"))
 
 
 def _is_system_dir(path: Path) -> bool:
@@ -251,21 +252,19 @@ def _is_system_dir(path: Path) -> bool:
 def discover_systems(path: Path) -> list[tuple[str, Path]]:
     """(system name, results base) pairs found at `path`.
 
-    Accepts a run directory judged by `speechrole judge` (its `judgments.jsonl`, named by `run.json`),
-    one system's folder (`{single,multi}/`), a folder holding `test_results/{single,multi}/`, a
+    Accepts a run directory (named by `run.json`), one system's folder (`{single,multi}/`), a
     `test_results/` folder of several systems, or a tree holding one.
     """
     path = Path(path)
     if not path.is_dir():
         raise DataError(path, "", "results directory not found")
-    if _is_run_dir(path):
-        return [(_run_name(path), path)]
+    from speechrole.run import Run
+
+    if Run.is_run(path):
+        return [(Run.open(path).name, path)]
     if _is_system_dir(path):
-        return [(_run_name(path.parent) if path.name == "test_results" else path.name, path)]
-    results = path / "test_results"
-    if _is_system_dir(results):
-        return [(_run_name(path), path)]
-    for folder in (results, path):
+        return [(path.name, path)]
+    for folder in (path / "test_results", path):
         systems = (
             [(d.name, d) for d in sorted(folder.iterdir()) if d.is_dir() and _is_system_dir(d)]
             if folder.is_dir()
@@ -274,15 +273,3 @@ def discover_systems(path: Path) -> list[tuple[str, Path]]:
         if systems:
             return systems
     raise DataError(path, "", "no judge results found ({single,multi}/{role}.json or test_results/...)")
-
-
-def _run_name(run_dir: Path) -> str:
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
-        try:
-            data = read_json(run_json)
-            if isinstance(data, dict) and isinstance(data.get("name"), str) and data["name"]:
-                return data["name"]
-        except DataError:
-            pass
-    return run_dir.absolute().name

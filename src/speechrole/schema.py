@@ -204,6 +204,9 @@ class Judgment(_Model):
     reasks: int = 0
     cached: bool = False
     created: str = ""
+    #: digests of what the judgment was made from (see `speechrole.run.judge_inputs`); a judgment is used
+    #: only while they match the run's files
+    inputs: dict[str, str] = Field(default_factory=dict)
 
     @property
     def task(self) -> str:

@@ -4,10 +4,20 @@ bundled whisper tiny.en, and `gold` (the benchmark's own transcript: an oracle, 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from speechrole.models import WHISPER_TINY_EN, ModelMissingError, needs_module
+from speechrole.models import (
+    WEIGHTS_MISSING,
+    WHISPER_TINY_EN,
+    ModelMissingError,
+    cached_file,
+    first_missing,
+    hf_cache_dir,
+    needs_module,
+    weights_problem,
+)
 from speechrole.registry import Registry
 from speechrole.schema import Language
 
@@ -106,10 +116,44 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "") in {"1", "true", "True"}
 
 
+WHISPER_DEFAULT = "large-v3-turbo"
+WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
+
+
+def whisper_weights(options: Mapping[str, Any]) -> Path:
+    """The local CTranslate2 folder of a whisper spec's `model`: the folder itself, or a hub id's (or a
+    size's, e.g. large-v3-turbo) download in the Hugging Face cache; `ModelMissingError` otherwise."""
+    model = str(options.get("model") or WHISPER_DEFAULT)
+    local = Path(model).expanduser()
+    if not local.exists():
+        repo = model if model.count("/") == 1 else _whisper_repo(model)
+        cached = cached_file(repo, WHISPER_FILES[0]) if repo else None
+        if cached is None:
+            raise ModelMissingError(
+                f"{WEIGHTS_MISSING}: whisper model {model!r} is not a local folder and "
+                f"{repo or 'its hub repo'} is not in the Hugging Face cache ({hf_cache_dir()}); download a "
+                "CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json, vocabulary) and pass "
+                "asr=whisper:/path/to/faster-whisper-large-v3-turbo"
+            )
+        local = cached.parent
+    if (missing := first_missing(local, WHISPER_FILES)) is not None:
+        raise ModelMissingError(f"{WEIGHTS_MISSING}: whisper file {missing}")
+    return local
+
+
+def _whisper_repo(size: str) -> str | None:
+    """faster-whisper's hub repo for a size name (its own table), None for an unknown name."""
+    from faster_whisper.utils import _MODELS
+
+    return _MODELS.get(size)
+
+
 @ASRS.register(
     "whisper",
-    summary="faster-whisper, any CTranslate2 Whisper: a local folder or a hub id (large-v3-turbo, ...)",
+    summary="faster-whisper, any CTranslate2 Whisper: asr=whisper:/path/to/folder (or a hub id or size, "
+    "e.g. large-v3-turbo, whose download is in the HF cache)",
     check=lambda: needs_module("faster_whisper", "pip install 'speechrole[agents]'"),
+    weights=lambda options: weights_problem(whisper_weights, options),
 )
 def _whisper(**options: Any) -> ASR:
     return WhisperASR(**options)

@@ -133,10 +133,10 @@ def backend_problem(registry: Registry[Any], spec: str | dict[str, Any]) -> str 
 
     load_builtin()
     try:
-        name, _ = parse_backend(spec)
+        name, options = parse_backend(spec)
     except (ValueError, KeyError) as exc:
         return f"backend {spec!r}: {exc}"
-    return registry.problem(name)
+    return registry.problem(name, options)
 
 
 def create_backend(registry: Registry[T], spec: str | dict[str, Any]) -> T:

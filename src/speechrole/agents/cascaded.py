@@ -1,9 +1,12 @@
 """The cascaded agent: speech recognition -> a text LLM playing the role -> speech synthesis in its voice.
 
 Every stage is a registered backend, so one component can be swapped at a time. Each reply records
-the intermediates (what the ASR heard, what the LLM wrote) and the latency of each stage; in streaming
-mode the LLM's text is cut at sentence boundaries and spoken as it comes, and the time to first audio
-is recorded.
+the intermediates and the latency of each stage; in streaming mode the LLM's text is cut at sentence
+boundaries and spoken as it comes, and the time to first audio is recorded.
+
+Intermediates (written to generations.jsonl): `asr` (what was heard), `llm` (what was said), and,
+only when they happened, `thinking` (a thinking model's reasoning, stripped and never spoken) and
+`truncated` (the token limit that cut the answer, e.g. "max_tokens 512 reached").
 """
 
 from __future__ import annotations
@@ -71,6 +74,12 @@ def complete_sentences(text: str) -> str:
     return text[: ends[-1]].strip() if ends and ends[-1] < len(text.rstrip()) else text.strip()
 
 
+def ends_a_sentence(text: str) -> bool:
+    """Whether `text` ends with sentence-final punctuation (not cut off midway)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text + " ")]
+    return bool(ends) and ends[-1] >= len(text.rstrip())
+
+
 def role_messages(request: TurnRequest, heard: str, hint: str = "") -> Messages:
     """The role-play conversation: the sample's system prompt (plus the agent's style hint, if any), the
     history, and what the agent heard."""
@@ -135,7 +144,10 @@ class CascadedAgent(Agent):
         latency: dict[str, float] = {"asr": t_asr - started}
         if self.streaming:
             text, tts_time, first_audio = "", 0.0, None
-            for sentence in sentences(self.llm.stream(messages)):
+            stream = self.llm.answer_stream(messages)
+            for sentence in sentences(stream):
+                if text and stream.answer.truncated and not ends_a_sentence(sentence):
+                    break  # the fragment the token limit cut off, dropped as complete_sentences does
                 text += (" " if text else "") + sentence
                 if (spoken := speakable(sentence)) and any(ch.isalnum() for ch in spoken):
                     t0 = time.perf_counter()
@@ -144,8 +156,10 @@ class CascadedAgent(Agent):
                     first_audio = first_audio or time.perf_counter() - started
             latency.update(llm=time.perf_counter() - t_asr - tts_time, tts=tts_time)
             latency["first_audio"] = first_audio if first_audio is not None else time.perf_counter() - started
+            notes = stream.answer.notes()
         else:
-            text = complete_sentences(self.llm.complete(messages))
+            answer = self.llm.answer(messages)
+            text, notes = complete_sentences(answer.text), answer.notes()
             t_llm = time.perf_counter()
             spoken = speakable(text)
             if spoken and any(ch.isalnum() for ch in spoken):
@@ -160,7 +174,7 @@ class CascadedAgent(Agent):
         return AgentReply(
             text=text.strip(),
             audio=str(request.audio_out),
-            intermediates={"asr": heard, "llm": text.strip()},
+            intermediates={"asr": heard, "llm": text.strip(), **notes},
             latency_s={k: round(v, 4) for k, v in latency.items()},
         )
 

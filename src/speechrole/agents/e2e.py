@@ -13,6 +13,8 @@ import base64
 import os
 import threading
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,15 @@ import numpy as np
 from speechrole.agents.base import AGENTS, Agent, TurnRequest
 from speechrole.audio import AudioPolicy, load_audio, prepare_clip, write_wav
 from speechrole.chat import CallError, SyncChatClient
-from speechrole.models import ModelMissingError, needs_module
+from speechrole.models import (
+    WEIGHTS_MISSING,
+    ModelMissingError,
+    cached_file,
+    hf_cache_dir,
+    needs_module,
+    safetensors_missing,
+    weights_problem,
+)
 from speechrole.schema import AgentReply
 
 #: User audio is sent as 16-bit WAV at 24 kHz mono (what OpenAI's audio models take natively).
@@ -206,10 +216,34 @@ class QwenOmniAgent(Agent):
         }
 
 
+QWEN_OMNI_REPO = "Qwen/Qwen2.5-Omni-7B"
+
+
+def qwen_omni_weights(options: Mapping[str, Any]) -> Path:
+    """The Qwen2.5-Omni folder a spec's `model` names: the folder, or a hub id's download in the Hugging
+    Face cache; `ModelMissingError` naming the first missing file (config, shard index, shards)."""
+    model = str(options.get("model") or QWEN_OMNI_REPO)
+    folder = Path(model).expanduser()
+    if not folder.exists():
+        cached = cached_file(model, "config.json") if model.count("/") == 1 else None
+        if cached is None:
+            raise ModelMissingError(
+                f"{WEIGHTS_MISSING}: Qwen2.5-Omni {model!r} is not a local folder nor in the Hugging Face cache "
+                f"({hf_cache_dir()}); download {QWEN_OMNI_REPO} (about 22 GB) and pass "
+                "qwen-omni:model=/path/to/Qwen2.5-Omni-7B"
+            )
+        folder = cached.parent
+    if (missing := safetensors_missing(folder)) is not None:
+        raise ModelMissingError(f"{WEIGHTS_MISSING}: Qwen2.5-Omni file {missing}")
+    return folder
+
+
 @AGENTS.register(
     "qwen-omni",
-    summary="Qwen2.5-Omni via transformers (GPU when present): qwen-omni:model=/path/to/Qwen2.5-Omni-7B",
+    summary="Qwen2.5-Omni via transformers (GPU when present): qwen-omni:model=/path/to/Qwen2.5-Omni-7B "
+    "(or that repo in the HF cache)",
     check=lambda: needs_module("transformers", "pip install 'speechrole[agents]'"),
+    weights=lambda options: weights_problem(qwen_omni_weights, options),
 )
 def _qwen_omni(**options: Any) -> Agent:
     return QwenOmniAgent(**options)

@@ -3,12 +3,17 @@ answers over a small JSON contract (docs/remote-agent.md), by HTTP or as JSON li
 
 `serve_agent` exposes any speechrole agent over that contract, e.g. on a GPU machine:
 `speechrole serve-agent --agent cascaded:... --port 8765`, then `--agent remote:url=http://host:8765`.
+The server takes only JSON posts (a web page's form post cannot make it spend anything), answers on a
+loopback address only to requests addressed to it there (no DNS rebinding), and can require a bearer
+token, which the client reads from an environment variable (`remote:url=...,token_env=NAME`).
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
+import os
 import shlex
 import subprocess
 import tempfile
@@ -93,15 +98,33 @@ class RemoteHTTPAgent(Agent):
     thread_safe = True
 
     def __init__(
-        self, url: str = "", timeout_s: float | str = 300.0, send_reference: bool | str = False
+        self,
+        url: str = "",
+        timeout_s: float | str = 300.0,
+        send_reference: bool | str = False,
+        token_env: str = "",
     ) -> None:
         if not url:
             raise ValueError("the remote agent needs its address: remote:url=http://host:port")
         self.url = url.rstrip("/")
         self.send_reference = str(send_reference).lower() in {"1", "true", "yes"}
-        self._http = httpx.Client(timeout=float(timeout_s))
+        self.token_env = token_env
+        headers = {}
+        if token_env:  # the secret itself never appears in a spec, a flag or a file
+            token = os.environ.get(token_env, "").strip()
+            if not token:
+                raise ValueError(f"the remote agent's token: environment variable {token_env} is not set")
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(timeout=float(timeout_s), headers=headers)
         try:
-            self.info = self._http.get(f"{self.url}/info").json()
+            resp = self._http.get(f"{self.url}/info")
+            if resp.status_code == 401:
+                raise RuntimeError(
+                    f"remote agent at {self.url} wants a bearer token: "
+                    + (f"{token_env} does not hold it" if token_env else "give token_env=NAME_OF_VARIABLE")
+                )
+            resp.raise_for_status()
+            self.info = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise RuntimeError(f"remote agent at {self.url} is not answering /info: {exc}") from None
 
@@ -126,7 +149,8 @@ class RemoteHTTPAgent(Agent):
         return apply_response(resp.json(), request, started)
 
     def describe(self) -> dict[str, Any]:
-        return {"agent": "remote", "url": self.url, "contract": CONTRACT_VERSION, "remote": self.info}
+        described = {"agent": "remote", "url": self.url, "contract": CONTRACT_VERSION, "remote": self.info}
+        return described | ({"token_env": self.token_env} if self.token_env else {})
 
     def close(self) -> None:
         self._http.close()
@@ -248,31 +272,73 @@ def answer(agent: Agent, data: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-def serve_agent(agent: Agent, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
-    """An HTTP server for `agent` (GET /info, POST /reply); call `serve_forever()` on it."""
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def serve_agent(
+    agent: Agent, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
+) -> ThreadingHTTPServer:
+    """An HTTP server for `agent` (GET /info, POST /reply); call `serve_forever()` on it.
+
+    POST bodies must be `Content-Type: application/json` (415 otherwise), so that no web page's form
+    post can make the agent work. With `token`, every request needs `Authorization: Bearer <token>`
+    (401 otherwise). Bound to a loopback address, it answers only requests whose Host header is a
+    loopback name at its port (400 otherwise), so a page that rebinds its DNS name to 127.0.0.1 cannot
+    reach it."""
+    from speechrole.view import host_header_allowed, host_name, is_loopback
+
+    if token is not None and not token.strip():
+        raise ValueError("serve_agent: the token is empty")
+    expected = token.strip().encode() if token else None
     lock = threading.Lock() if not agent.thread_safe else None
+    local_names = _LOOPBACK_NAMES | {host_name(host)} if is_loopback(host) else None
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
             pass
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
+        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
             body = json.dumps(payload, ensure_ascii=False).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
+        def _refused(self) -> bool:
+            """Answer and return True when the request is not addressed to us or not authorised."""
+            # the name alone (any port): a client behind `ssh -L 9000:127.0.0.1:8765` says port 9000
+            if local_names is not None and not host_header_allowed(
+                self.headers.get("Host", ""), local_names, None
+            ):
+                self._send(400, {"error": "the Host header does not name this server"})
+                return True
+            scheme, _, given = self.headers.get("Authorization", "").strip().partition(" ")
+            if expected is not None and not (
+                scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+            ):
+                self._send(401, {"error": "a bearer token is required"}, {"WWW-Authenticate": "Bearer"})
+                return True
+            return False
+
         def do_GET(self) -> None:
+            if self._refused():
+                return
             if self.path.rstrip("/") == "/info":
                 self._send(200, answer(agent, {"op": "info"}))
             else:
                 self._send(404, {"error": f"no route {self.path}"})
 
         def do_POST(self) -> None:
+            if self._refused():
+                return
             if self.path.rstrip("/") != "/reply":
                 self._send(404, {"error": f"no route {self.path}"})
+                return
+            if self.headers.get_content_type() != "application/json":
+                self._send(415, {"error": "POST bodies must be Content-Type: application/json"})
                 return
             try:
                 data = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))

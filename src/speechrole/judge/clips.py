@@ -63,6 +63,12 @@ class ClipStore:
             side=side, turn=turn, path=shown_path, sha256=sha, duration_s=duration, truncated=truncated
         )  # type: ignore[arg-type]
 
+    def file_sha(self, path: Path) -> str:
+        """The sha256 of the file's bytes as hashed by `ref` in this run."""
+        with self._lock:
+            known = self._file_sha.get(str(path))
+        return known or file_sha256(path)
+
     def prepared(self, path: Path, expected_sha256: str) -> PreparedClip:
         """The bytes to send; an error if the file no longer gives the bytes its hash promised."""
         with self._lock:

@@ -11,6 +11,33 @@ from speechrole.outputs import OutputTree, find_output_tree
 from speechrole.problems import DataError
 from speechrole.schema import Mode
 
+#: Where a judge model is served when no base URL is given, and the variable holding its key.
+PROVIDERS: tuple[tuple[str, str, str], ...] = (
+    ("gemini", "https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_API_KEY"),
+    ("gpt-", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+)
+#: The key's variable for any other endpoint.
+DEFAULT_KEY_ENV = "SPEECHROLE_JUDGE_API_KEY"
+
+
+def resolve_endpoint(
+    model: str, base_url: str | None = None, api_key_env: str | None = None
+) -> tuple[str, str]:
+    """The judge's base URL and API-key variable: as given, or the provider's for gemini-* and gpt-*
+    models. ValueError when neither is known."""
+    for prefix, url, env in PROVIDERS:
+        if model.startswith(prefix):
+            return base_url or url, api_key_env or env
+    if base_url is None:
+        raise ValueError(f"--base-url is needed for judge model {model!r} (an OpenAI-compatible endpoint)")
+    return base_url, api_key_env or DEFAULT_KEY_ENV
+
+
+def is_loopback(url: str) -> bool:
+    from urllib.parse import urlparse
+
+    return (urlparse(url).hostname or "") in {"127.0.0.1", "localhost", "::1"}
+
 
 @dataclass
 class JudgeConfig:
@@ -33,6 +60,22 @@ class JudgeConfig:
     prices_path: Path | None = None
     cache_path: Path | None = None
     use_cache: bool = True
+
+    @classmethod
+    def for_model(
+        cls, model: str, base_url: str | None = None, api_key_env: str | None = None, **options: Any
+    ) -> JudgeConfig:
+        """A configuration with the provider's endpoint and key variable filled in (see `resolve_endpoint`)."""
+        url, key_env = resolve_endpoint(model, base_url, api_key_env)
+        return cls(model=model, base_url=url, api_key_env=key_env, **options)
+
+    def key_problem(self) -> str | None:
+        """Why the judge cannot be called (its key is not set and the endpoint is not on this machine)."""
+        import os
+
+        if self.api_key_env and not os.environ.get(self.api_key_env) and not is_loopback(self.base_url):
+            return f"set the judge's API key in ${self.api_key_env} (keys are read from the environment only)"
+        return None
 
     def sampling(self) -> dict[str, float | int | None]:
         return {"temperature": self.temperature, "seed": self.seed, "max_tokens": self.max_tokens}

@@ -18,6 +18,7 @@ from speechrole.judge.protocol import JudgeRequest, Order, Protocol, build_reque
 from speechrole.judge.rubric import Rubric
 from speechrole.outputs import OutputTurn, read_role_output
 from speechrole.problems import DataError
+from speechrole.run import judge_inputs
 from speechrole.schema import Benchmark, ClipRef, Mode, Role, Sample, task_id
 
 
@@ -43,6 +44,15 @@ class Task:
     request: JudgeRequest | None = None
     key: str = ""
     error: tuple[str, str] | None = None  # set instead of request/key when the sample cannot be judged
+    inputs: dict[str, str] = field(default_factory=dict)  # what the judgment is made from (run.judge_inputs)
+
+
+class _SideError(Exception):
+    """A clip that cannot be judged, with its side: `agent_audio` or `reference_audio`."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message
 
 
 class Planner:
@@ -93,10 +103,12 @@ class Planner:
             jobs.append(job)
         return jobs
 
-    def _clip_refs(self, job: Job) -> tuple[list[ClipRef], list[ClipRef]]:
-        """Hashes of both sides' clips (decoding only clips never seen before); DataError if one is bad."""
+    def _clip_refs(self, job: Job) -> tuple[list[ClipRef], list[ClipRef], dict[str, list[str]]]:
+        """Hashes of both sides' clips (decoding only clips never seen before) and their files' sha256;
+        `_SideError` names the side of a bad clip (the agent's is the agent's failure)."""
         file = self.target.tree.json_file(job.sample.mode, job.sample.role)
         tests, refs = [], []
+        files: dict[str, list[str]] = {"test": [], "reference": []}
         for j, (out, gold) in enumerate(zip(job.turns or [], job.sample.turns, strict=True)):
             sides = (
                 (
@@ -117,22 +129,29 @@ class Planner:
                 ),
             )
             for side, root, rel, origin, where, into in sides:
-                path = resolve_inside(root, rel or "", file=origin, field=where)
-                ref = self.clips.ref(path, side=side, turn=j, shown_path=rel or "", field=where)
+                try:
+                    path = resolve_inside(root, rel or "", file=origin, field=where)
+                    ref = self.clips.ref(path, side=side, turn=j, shown_path=rel or "", field=where)
+                except DataError as exc:
+                    kind = "agent_audio" if side == "test" else "reference_audio"
+                    raise _SideError(kind, exc.problem.describe()) from exc
                 job.paths[ref.sha256] = path
+                files[side].append(self.clips.file_sha(path))
                 into.append(ref)
-        return tests, refs
+        return tests, refs, files
 
     def tasks(self, job: Job) -> list[Task]:
         """The protocol's calls for one sample, with requests and cache keys (or the reason there are none)."""
         calls = [
             (order, metrics) for order in self.protocol.orders for metrics in self.protocol.metric_sets()
         ]
+        inputs: dict[str, str] = {}
         if job.error is None:
             try:
-                tests, refs = self._clip_refs(job)
-            except DataError as exc:
-                job.error = ("audio", exc.problem.describe())
+                tests, refs, files = self._clip_refs(job)
+                inputs = judge_inputs(job.sample, files["test"], files["reference"])
+            except _SideError as exc:
+                job.error = (exc.kind, exc.message)
         out = []
         for order, metrics in calls:
             tid = task_id(job.sample.key, self.protocol.name, order, metrics)
@@ -142,7 +161,9 @@ class Planner:
             request = build_request(
                 self.protocol, self.rubric, job.role, job.sample, order, metrics, tests, refs
             )
-            out.append(Task(tid, job.sample, order, metrics, request=request, key=self._key(request)))
+            out.append(
+                Task(tid, job.sample, order, metrics, request=request, key=self._key(request), inputs=inputs)
+            )
         return out
 
     def clip_base64(self, job: Job) -> Callable[[ClipRef], str]:

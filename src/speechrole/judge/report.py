@@ -76,18 +76,13 @@ def export_test_results(bench: Benchmark, judgments: list[Judgment], results_dir
 
 
 def write_summary(
-    path: Path, system: str, bench: Benchmark, judgments: list[Judgment], judge: dict[str, Any], planned: int
+    path: Path, system: SystemResults | None, bench: Benchmark, judge: dict[str, Any], planned: int
 ) -> dict[str, Any]:
-    """Scores with intervals, call counts by outcome, usage and cost: a deterministic function of the log."""
-    protocol = judgments[0].protocol if judgments else judge.get("protocol", "")
-    results = SystemResults(
-        name=system,
-        source=path.parent,
-        judgments=judgments,
-        protocol=protocol,
-        judge_model=judge.get("model", ""),
-    )
-    report = score_systems([results], bench=bench)
+    """Scores with intervals (`score_systems`, as `speechrole score` computes them), call counts by
+    outcome, stale judgments, usage and cost: a deterministic function of the run's files."""
+    system = system or SystemResults(name=path.parent.name, source=path.parent)
+    judgments = system.judgments
+    report = score_systems([system], bench=bench)
     usage: dict[str, int] = defaultdict(int)
     unscored: dict[str, int] = defaultdict(int)
     for j in judgments:
@@ -98,8 +93,8 @@ def write_summary(
     costs = [j.cost_usd for j in judgments if j.cost_usd is not None]
     scored = sum(j.status == "scored" for j in judgments)
     summary = {
-        "schema": "speechrole.judge-summary/1",
-        "system": system,
+        "schema": "speechrole.judge-summary/2",
+        "system": system.name,
         "benchmark": {
             "name": bench.name,
             "content_hash": bench.content_hash,
@@ -110,6 +105,7 @@ def write_summary(
             "planned": planned,
             "scored": scored,
             "unscored": len(judgments) - scored,
+            "stale": sum(system.stale.values()),
             "not_judged": max(0, planned - len(judgments)),
         },
         "unscored_by_kind": dict(sorted(unscored.items())),

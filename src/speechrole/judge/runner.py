@@ -162,17 +162,27 @@ class JudgeRun:
 
     # --- recording ---------------------------------------------------------------------------------
 
+    @property
+    def version(self) -> str:
+        """The protocol's version and the rubric's hash: with the model, the judge configuration."""
+        return f"{self.protocol.version}/rubric-{self.rubric.sha256[:12]}"
+
     def _judgment(self, task: Task, **fields: Any) -> Judgment:
         request = task.request
         extra: dict[str, Any] = {}
         if request is not None:
-            extra = {"cache_key": task.key, "prompt_sha256": request.prompt_sha256, "audio": request.clips}
+            extra = {
+                "cache_key": task.key,
+                "prompt_sha256": request.prompt_sha256,
+                "audio": request.clips,
+                "inputs": task.inputs,
+            }
         return Judgment(
             sample=task.sample.key,
             order=task.order,
             metrics=task.metrics,
             protocol=self.protocol.name,
-            protocol_version=f"{self.protocol.version}/rubric-{self.rubric.sha256[:12]}",
+            protocol_version=self.version,
             judge_model=self.config.model,
             base_url=self.config.base_url,
             sampling=self.config.sampling(),
@@ -369,6 +379,8 @@ class JudgeRun:
                     )
                 continue
             if previous is not None and previous.status == "scored" and previous.cache_key == task.key:
+                if previous.inputs != task.inputs:  # an older log line: record what it was made from
+                    steps.append(("refresh", previous.model_copy(update={"inputs": task.inputs})))
                 steps.append(("done", "scored"))
             elif (cached := self._from_cache(task)) is not None:
                 steps.append(("record", cached, "cached"))
@@ -407,6 +419,7 @@ class JudgeRun:
                         error=message,
                         error_kind="internal",
                         protocol=self.protocol.name,
+                        protocol_version=self.version,
                         order=order,
                         metrics=metrics,
                         judge_model=self.config.model,
@@ -417,7 +430,9 @@ class JudgeRun:
                 for metrics in self.protocol.metric_sets()
             ]
         for step in steps:
-            if step[0] == "done":
+            if step[0] == "refresh":
+                log.append(step[1])
+            elif step[0] == "done":
                 o.from_log += 1
                 o.scored += step[1] == "scored"
                 o.unscored += step[1] == "unscored"
@@ -472,40 +487,24 @@ class JudgeRun:
 
     # --- results -----------------------------------------------------------------------------------
 
-    def current_judgments(self, judgments: list[Judgment]) -> list[Judgment]:
-        """The latest judgment of every task, over the whole benchmark, that still matches the outputs and
-        the judge configuration: same cache key (model, endpoint, protocol, prompt, clips, sampling), or
-        for a sample that cannot be judged, the same reason. Stale ones are left out (counted not judged)."""
-        latest = [j for j in latest_by_task(judgments).values() if j.protocol == self.protocol.name]
-        unknown = {j.sample for j in latest if j.task not in self._current}
-        samples = [s for s in self.bench.samples if s.key in unknown]
-        for job in self.planner.jobs(samples):
-            for task in self.planner.tasks(job):
-                self._current[task.id] = task
-        keep = []
-        for j in latest:
-            task = self._current.get(j.task)
-            if task is None:
-                continue
-            if task.error is not None:
-                if j.status == "unscored" and j.error == task.error[1]:
-                    keep.append(j)
-            elif j.cache_key == task.key:
-                keep.append(j)
-        return keep
-
     def _finish(self, log_path: Path) -> None:
-        judgments, _ = read_judgments(log_path)
-        current = self.current_judgments(judgments)
+        """Rebuild `test_results/` and `summary.json` from the run as `speechrole.run.Run` reads it: this
+        configuration's current judgments, scored by the same function as `speechrole score`."""
+        from speechrole.run import JudgeKey, Run
+
         t = self.target
         self.outcome.paths = {
             "judgments": str(log_path),
             "test_results": str(t.results_dir),
             "summary": str(t.state_dir / "summary.json"),
         }
+        run = Run.open(t.state_dir, bench=self.bench)
+        key = JudgeKey(self.config.model, self.protocol.name, self.version)
+        system = next((s for s in run.systems(t.system) if s.judge == key), None)
+        current = system.judgments if system is not None else []
         export_test_results(self.bench, current, t.results_dir)
         planned = len(self.bench.samples) * self.protocol.calls_per_sample()
-        write_summary(t.state_dir / "summary.json", t.system, self.bench, current, self.describe(), planned)
+        write_summary(t.state_dir / "summary.json", system, self.bench, self.describe(), planned)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -80,6 +80,8 @@ class Metric(ABC):
     fields: ClassVar[dict[str, Literal["higher", "lower", "none"]]]
     #: whether `measure` needs `clip.reference` (the role's voice clip)
     needs_reference_clip: ClassVar[bool] = False
+    #: whether `measure` reads `clip.text` (then a value holds only while the text is unchanged)
+    reads_text: ClassVar[bool] = False
 
     def load(self) -> None:  # noqa: B027 - optional: load models once per run
         """Load models; called once, before the first batch."""

@@ -43,6 +43,7 @@ def error_rate(reference: str, hypothesis: str, language: Language) -> float:
 class Intelligibility(Metric):
     name = "intelligibility"
     fields: ClassVar[dict[str, Literal["higher", "lower", "none"]]] = {"error_rate": "lower"}
+    reads_text = True
 
     def __init__(self, asr: str = "whisper-tiny-en", **_: Any) -> None:
         self.asr_spec = asr

@@ -40,6 +40,7 @@ def syllables(text: str) -> int:
 class Prosody(Metric):
     name = "prosody"
     version = "1"
+    reads_text = True  # the speaking rate counts the syllables of the text
     fields: ClassVar[dict[str, Literal["higher", "lower", "none"]]] = {
         "f0_median_hz": "none",
         "f0_range_st": "none",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from speechrole.fileio import write_text_atomic
-from speechrole.report.collect import CLIP_MEASURES, RunView, bench_of, collect_run, relative_links
+from speechrole.report.collect import CLIP_MEASURES, RunView, collect_run, collect_runs, relative_links
 from speechrole.schema import METRIC_ABBREV, METRICS, Benchmark
 
 
@@ -58,16 +58,17 @@ def build_report(
     embed_audio: bool = False,
 ) -> Path:
     """Write the report of `runs` to `out` (scored here unless `score` is given); returns its path."""
+    from speechrole.run import common_benchmark
     from speechrole.score import load_systems, score_systems
 
-    bench = bench or bench_of(runs)
+    bench = bench or common_benchmark(runs)
     if score is None:
-        score = score_systems(load_systems(runs), bench=bench, by=("mode", "language", "role"))
+        score = score_systems(load_systems(runs, bench), bench=bench, by=("mode", "language", "role"))
     link = relative_links(Path(out), embed_audio)
-    views = [collect_run(run, bench, link, run_id=f"run{i}") for i, run in enumerate(runs, 1)]
+    views = [v for i, run in enumerate(runs, 1) for v in collect_runs(run, link, f"run{i}", bench)]
     title = f"speechrole report: {', '.join(v.name for v in views)} on {bench.name}"
     write_text_atomic(Path(out), render_report(views, score, title))
     return Path(out)
 
 
-__all__ = ["build_report", "collect_run", "environment", "render_report"]
+__all__ = ["build_report", "collect_run", "collect_runs", "environment", "render_report"]

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from speechrole.fileio import read_json, read_jsonl, resolve_inside
+from speechrole.fileio import resolve_inside
 from speechrole.problems import DataError, Problem
-from speechrole.schema import METRIC_ABBREV, METRICS, Benchmark, Judgment, Mode, Sample
+from speechrole.results import SystemResults
+from speechrole.run import Run
+from speechrole.schema import METRIC_ABBREV, METRICS, Benchmark, Judgment, Sample
+from speechrole.score.sample import SampleScore, sample_score
 
 #: Measures shown under each clip in the drill-down.
 CLIP_MEASURES = ("speaker.similarity", "dnsmos.ovrl", "intelligibility.error_rate", "duration.seconds")
@@ -75,12 +78,19 @@ class SampleView:
     turns: list[TurnView]
     judgments: list[Judgment]
     flags: list[str]
-    ratios: dict[str, float]  # metric -> s_test / s_ref, mean over the scored judgments
-    gaps: dict[str, float]  # metric -> s_test - s_ref, mean over the scored judgments
+    score: SampleScore  # the sample's score (score.sample.sample_score): what the leaderboard averages
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        return self.score.ratio
+
+    @property
+    def gaps(self) -> dict[str, float]:
+        return self.score.gap
 
     @property
     def overall(self) -> float | None:
-        return sum(self.ratios.values()) / len(self.ratios) if self.ratios else None
+        return self.score.overall
 
 
 @dataclass
@@ -92,6 +102,9 @@ class RunView:
     judge: str
     samples: list[SampleView]
     problems: list[Problem]
+    stale: dict[str, int] = field(default_factory=dict)  # judgments skipped as stale, by reason
+    stale_measures: dict[str, int] = field(default_factory=dict)
+    failures: int = 0  # samples the agent gave no usable answer for
 
     def sample(self, key: str) -> SampleView | None:
         return next((s for s in self.samples if s.key == key), None)
@@ -109,11 +122,9 @@ def _clip(text: str | None, root: Path, rel: str | None, link: Linker, problems:
     return Clip(text, href, path, missing)
 
 
-def _measures(run_dir: Path) -> dict[tuple[str, int, str], tuple[dict[str, float], list[str]]]:
-    from speechrole.measure import read_measures
-
+def _measures(lines: list[dict[str, Any]]) -> dict[tuple[str, int, str], tuple[dict[str, float], list[str]]]:
     out: dict[tuple[str, int, str], tuple[dict[str, float], list[str]]] = {}
-    for line in read_measures(run_dir / "measures.jsonl")[0]:
+    for line in lines:
         values, flags = out.setdefault((line["sample"], int(line["turn"]), line["side"]), ({}, []))
         for name, value in (line.get("values") or {}).items():
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -122,33 +133,22 @@ def _measures(run_dir: Path) -> dict[tuple[str, int, str], tuple[dict[str, float
     return out
 
 
-def _generations(run_dir: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    out: dict[tuple[str, int], dict[str, Any]] = {}
-    for _, _, line in read_jsonl(run_dir / "generations.jsonl"):
-        if isinstance(line, dict) and "sample" in line and "turn" in line:
-            out[(str(line["sample"]), int(line["turn"]))] = line
-    return out
-
-
-def judge_means(judgments: list[Judgment]) -> tuple[dict[str, float], dict[str, float]]:
-    """Per metric, the mean s_test/s_ref and the mean s_test - s_ref over the scored judgments."""
-    ratios: dict[str, float] = {}
-    gaps: dict[str, float] = {}
-    for metric in METRICS:
-        pairs = [j.scores[metric] for j in judgments if j.status == "scored" and metric in j.scores]
-        if pairs:
-            ratios[metric] = sum(p.test / p.ref for p in pairs) / len(pairs)
-            gaps[metric] = sum(p.test - p.ref for p in pairs) / len(pairs)
-    return ratios, gaps
-
-
 def sample_flags(
-    sample: Sample, judgments: list[Judgment], bench: Benchmark, turns: list[TurnView]
+    sample: Sample,
+    judgments: list[Judgment],
+    bench: Benchmark,
+    turns: list[TurnView],
+    failure: str | None = None,
+    stale: bool = False,
 ) -> list[str]:
     """Why a sample deserves a look: unscored calls, order flips, missing or truncated audio, defects."""
     flags = [
         f"unscored ({j.order}): {j.error_kind or 'no score'}" for j in judgments if j.status == "unscored"
     ]
+    if failure:
+        flags.append(f"agent failure (scores 0): {failure}")
+    if stale:
+        flags.append("stale judgment skipped: the inputs it was made from changed")
     by_order = {j.order: j for j in judgments if j.status == "scored"}
     if "AB" in by_order and "BA" in by_order:
         ab, ba = by_order["AB"].scores, by_order["BA"].scores
@@ -171,52 +171,36 @@ def sample_flags(
     return flags
 
 
-def _run_info(run_dir: Path, problems: list[Problem]) -> dict[str, Any]:
-    try:
-        info = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
-    except DataError as exc:
-        problems.append(exc.problem)
-        return {}
-    return info if isinstance(info, dict) else {}
+def collect_runs(path: Path, link: Linker, run_id: str, bench: Benchmark | None = None) -> list[RunView]:
+    """The views of one run directory: one per judge configuration (never pooled), read through `Run`."""
+    run = Run.open(path, bench=bench)
+    systems = run.systems()
+    return [
+        collect_run(run, system, link, run_id if len(systems) == 1 else f"{run_id}-{i}")
+        for i, system in enumerate(systems, 1)
+    ]
 
 
-def collect_run(run_dir: Path, bench: Benchmark, link: Linker, run_id: str | None = None) -> RunView:
-    """Everything the report and the viewer show about one run directory."""
-    from speechrole.outputs import OutputTree, read_role_output
-    from speechrole.results import read_any
-
-    run_dir = Path(run_dir).absolute()
+def collect_run(run: Run, system: SystemResults, link: Linker, run_id: str) -> RunView:
+    """Everything the report and the viewer show about one run under one judge configuration."""
+    bench = run.bench
     problems: list[Problem] = []
-    info = _run_info(run_dir, problems)
-    tree = OutputTree(run_dir / "model_output", run_dir)
-    outputs = {}
-    for mode in Mode:
-        for role in bench.roles:
-            file = tree.json_file(mode, role)
-            if file.is_file():
-                try:
-                    output, more = read_role_output(file)
-                    outputs[(mode, role)] = output
-                    problems += more
-                except DataError as exc:
-                    problems.append(exc.problem)
     judged: dict[str, list[Judgment]] = {}
-    for system in read_any(run_dir.name, run_dir):
-        for j in system.judgments:
-            judged.setdefault(j.sample, []).append(j)
-    measures, generations = _measures(run_dir), _generations(run_dir)
+    for j in system.judgments:
+        judged.setdefault(j.sample, []).append(j)
+    measures, generations = _measures(system.measures or []), run.generations
+    stale = set(system.stale_samples)
     samples = []
     for sample in bench.samples:
-        output = outputs.get((sample.mode, sample.role))
-        if output is None or sample.index not in output.dialogues:
+        answers = run.answers(sample)
+        if answers is None and sample.key not in system.failures:
             continue
-        answers = output.dialogues[sample.index]
         turns = []
         for j, gold in enumerate(sample.turns):
-            answer = answers[j] if j < len(answers) else None
+            answer = answers[j] if answers and j < len(answers) else None
             agent = _clip(
                 answer.text if answer else None,
-                run_dir,
+                run.tree.root,
                 answer.audio_path if answer else None,
                 link,
                 problems,
@@ -238,7 +222,7 @@ def collect_run(run_dir: Path, bench: Benchmark, link: Linker, run_id: str | Non
             )
         judgments = sorted(judged.get(sample.key, []), key=lambda j: j.order)
         role = bench.roles[sample.role]
-        ratios, gaps = judge_means(judgments)
+        failure = system.failures.get(sample.key)
         samples.append(
             SampleView(
                 key=sample.key,
@@ -250,33 +234,21 @@ def collect_run(run_dir: Path, bench: Benchmark, link: Linker, run_id: str | Non
                 system_prompt=sample.system_prompt,
                 turns=turns,
                 judgments=judgments,
-                flags=sample_flags(sample, judgments, bench, turns),
-                ratios=ratios,
-                gaps=gaps,
+                flags=sample_flags(sample, judgments, bench, turns, failure, sample.key in stale),
+                score=sample_score(judgments, failed=failure is not None),
             )
         )
-    judge = info.get("judge") or {}
+    judge = run.info.get("judge") or {}
+    label = system.judge.label if system.judge else ""
     return RunView(
-        id=run_id or run_dir.name,
-        name=str(info.get("name") or run_dir.name),
-        path=run_dir,
-        agent=str((info.get("agent") or {}).get("spec", "")),
-        judge=f"{judge.get('model', '')} ({judge.get('protocol', '')})" if judge else "",
+        id=run_id,
+        name=system.name,
+        path=run.path,
+        agent=run.agent_spec,
+        judge=label or (f"{judge.get('model', '')} ({judge.get('protocol', '')})" if judge else ""),
         samples=samples,
-        problems=problems,
+        problems=[*run.problems, *problems],
+        stale=dict(system.stale),
+        stale_measures=dict(system.stale_measures),
+        failures=len(system.failures),
     )
-
-
-def bench_of(runs: list[Path]) -> Benchmark:
-    """The one benchmark the runs' run.json name (reports compare runs on the same benchmark)."""
-    from speechrole.bench import load_benchmark
-    from speechrole.score import recorded_benchmarks
-
-    specs = recorded_benchmarks(runs)
-    if len(specs) != 1:
-        raise ValueError(
-            "the runs name no benchmark in run.json; pass --bench"
-            if not specs
-            else f"the runs come from several benchmarks: {sorted(specs)}"
-        )
-    return load_benchmark(next(iter(specs)))[0]

@@ -1,9 +1,12 @@
 """Scores as the paper defines them, with what the paper's release lacks (DESIGN.md section 6).
 
-Per sample and metric, r = s_test / s_ref. A metric's score is the mean of r over scored samples;
-the ratio of means and win/tie/loss against the reference are reported beside it. Groups are means of
-their metrics, overall is the mean of the 8. Intervals come from a bootstrap over roles. Unscored
-metrics are left out of every mean and counted, never divided and never 0.
+Pure functions over tables: nothing here reads a file (a run is read by `speechrole.run.Run`).
+Per sample and metric, the sample's score is r = s_test / s_ref (`score.sample.sample_score`). A metric's
+score is the mean of r over scored samples; the ratio of means and win/tie/loss against the reference
+are reported beside it. Groups are means of their metrics, overall is the mean of the 8. Intervals come
+from a bootstrap over roles. A judge's unscored metrics are left out of every mean and counted, never
+divided and never 0; an agent failure scores 0 on every metric (or is left out, and counted, with
+`failures="exclude"`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -20,6 +23,8 @@ from speechrole.bench.official import known_defects
 from speechrole.problems import Problem
 from speechrole.results import SystemResults, problem_kind
 from speechrole.schema import GROUPS, METRICS, Benchmark, Language, Mode
+from speechrole.score.objective import correlations, objective_dict, objective_table, summarize_objective
+from speechrole.score.sample import sample_score
 from speechrole.score.stats import (
     BootstrapSpec,
     cluster_sums,
@@ -28,40 +33,13 @@ from speechrole.score.stats import (
     replicate_weights,
     two_sided_p,
 )
+from speechrole.score.table import ALL, Estimate, SampleTable, Split, round6, select, split_key
 
-ALL = "all"
+#: The split of every sample.
+WHOLE = Split()
 
-
-@dataclass(frozen=True)
-class Split:
-    """A subset of samples: by mode and language, and optionally one role or one category."""
-
-    mode: str = ALL
-    language: str = ALL
-    role: str | None = None
-    category: str | None = None
-
-    @property
-    def label(self) -> str:
-        parts = [f"mode={self.mode}", f"language={self.language}"]
-        if self.role is not None:
-            parts.append(f"role={self.role}")
-        if self.category is not None:
-            parts.append(f"category={self.category}")
-        return ", ".join(parts)
-
-    def to_dict(self) -> dict[str, str | None]:
-        return {"mode": self.mode, "language": self.language, "role": self.role, "category": self.category}
-
-
-@dataclass(frozen=True)
-class Estimate:
-    value: float | None
-    low: float | None = None
-    high: float | None = None
-
-    def to_dict(self) -> dict[str, float | None]:
-        return {"value": _round(self.value), "ci_low": _round(self.low), "ci_high": _round(self.high)}
+#: How an agent failure counts: as 0 on every metric (the headline), or left out (and counted).
+Failures = Literal["zero", "exclude"]
 
 
 @dataclass(frozen=True)
@@ -79,9 +57,9 @@ class MetricSummary:
         return {
             "score": self.score.to_dict(),
             "ratio_of_means": self.ratio_of_means.to_dict(),
-            "win": _round(self.win),
-            "tie": _round(self.tie),
-            "loss": _round(self.loss),
+            "win": round6(self.win),
+            "tie": round6(self.tie),
+            "loss": round6(self.loss),
             "n": self.n,
             "n_unscored": self.n_unscored,
             "n_ratio_above_1": self.n_ratio_above_1,
@@ -93,7 +71,8 @@ class SplitSummary:
     split: Split
     n_samples: int
     n_roles: int
-    n_unscored_samples: int  # samples with no metric scored at all
+    n_unscored_samples: int  # samples the judge scored no metric of (judge errors; excluded)
+    n_agent_failures: int  # samples the agent gave no usable answer for (0, or excluded: see Failures)
     ci_cluster: str  # "role", or "sample" when the split holds a single role
     metrics: dict[str, MetricSummary]
     groups: dict[str, Estimate]
@@ -105,6 +84,7 @@ class SplitSummary:
             "n_samples": self.n_samples,
             "n_roles": self.n_roles,
             "n_unscored_samples": self.n_unscored_samples,
+            "n_agent_failures": self.n_agent_failures,
             "ci_cluster": self.ci_cluster,
             "metrics": {m: s.to_dict() for m, s in self.metrics.items()},
             "groups": {g: e.to_dict() for g, e in self.groups.items()},
@@ -121,7 +101,7 @@ class Difference:
     n_shared: int
 
     def to_dict(self) -> dict[str, object]:
-        return {**self.estimate.to_dict(), "p_value": _round(self.p_value), "n_shared": self.n_shared}
+        return {**self.estimate.to_dict(), "p_value": round6(self.p_value), "n_shared": self.n_shared}
 
 
 @dataclass(frozen=True)
@@ -158,9 +138,19 @@ class Flags:
     extra_samples: list[str] = field(default_factory=list)  # judged, not in the benchmark
     unknown_language_roles: list[str] = field(default_factory=list)
     one_order_samples: list[str] = field(default_factory=list)  # judged both ways elsewhere, one way here
+    agent_failures: dict[str, str] = field(default_factory=dict)  # sample -> why the agent has no answer
+    failures: str = "zero"  # how agent failures were counted
+    stale_judgments: dict[str, int] = field(default_factory=dict)  # reason -> judgments skipped
+    stale_samples: list[str] = field(default_factory=list)
+    stale_measures: dict[str, int] = field(default_factory=dict)  # reason -> measures skipped
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "agent_failures": self.agent_failures,
+            "failures": self.failures,
+            "stale_judgments": self.stale_judgments,
+            "stale_samples": self.stale_samples,
+            "stale_measures": self.stale_measures,
             "unscored_samples": self.unscored_samples,
             "unscored_metrics": self.unscored_metrics,
             "problem_kinds": self.problem_kinds,
@@ -186,8 +176,9 @@ class SystemScores:
     problems: list[Problem]
     order_consistency: OrderConsistency | None = None
     objective: dict[str, object] | None = None  # objective metrics and correlations (see score/objective.py)
+    judge: dict[str, str] | None = None  # the judge configuration (model, protocol, version)
 
-    def summary(self, split: Split = Split()) -> SplitSummary | None:
+    def summary(self, split: Split = WHOLE) -> SplitSummary | None:
         return next((s for s in self.summaries if s.split == split), None)
 
     def to_dict(self) -> dict[str, object]:
@@ -196,6 +187,7 @@ class SystemScores:
             "source": self.source,
             "protocol": self.protocol,
             "judge_model": self.judge_model or None,
+            "judge": self.judge,
             "n_judgments": self.n_judgments,
             "splits": [s.to_dict() for s in self.summaries],
             "flags": self.flags.to_dict(),
@@ -205,47 +197,7 @@ class SystemScores:
         }
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 6)
-
-
 # --- per-sample table ----------------------------------------------------------------------------------
-
-
-@dataclass
-class SampleTable:
-    """One row per judged sample: (test, ref) per metric, NaN where unscored; swap orders averaged."""
-
-    keys: list[str]
-    modes: np.ndarray  # str
-    roles: np.ndarray  # str
-    languages: np.ndarray  # str ("en", "zh" or "")
-    categories: np.ndarray  # str ("" when unknown)
-    test: np.ndarray  # (n, 8)
-    ref: np.ndarray  # (n, 8)
-
-    def take(self, mask: np.ndarray) -> SampleTable:
-        idx = np.flatnonzero(mask)
-        return SampleTable(
-            [self.keys[i] for i in idx],
-            self.modes[idx],
-            self.roles[idx],
-            self.languages[idx],
-            self.categories[idx],
-            self.test[idx],
-            self.ref[idx],
-        )
-
-    @property
-    def ratios(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.test / self.ref
-
-
-def split_key(key: str) -> tuple[str, str, int]:
-    mode, rest = key.split("/", 1)
-    role, index = rest.rsplit("/", 1)
-    return mode, role, int(index)
 
 
 def role_language(role: str, bench: Benchmark | None, overrides: dict[str, Language]) -> Language | None:
@@ -257,22 +209,31 @@ def role_language(role: str, bench: Benchmark | None, overrides: dict[str, Langu
 
 
 def build_table(
-    system: SystemResults, bench: Benchmark | None, overrides: dict[str, Language]
+    system: SystemResults,
+    bench: Benchmark | None,
+    overrides: dict[str, Language],
+    failures: Failures = "zero",
 ) -> SampleTable:
+    """One row per judged sample (its score from `sample_score`) and, unless excluded, per agent failure."""
     by_key: dict[str, list] = defaultdict(list)
     for j in system.judgments:
         by_key[j.sample].append(j)
-    keys = sorted(by_key, key=split_key)
-    n = len(keys)
-    test = np.full((n, len(METRICS)), np.nan)
-    ref = np.full((n, len(METRICS)), np.nan)
-    for i, key in enumerate(keys):
+    failed = set(system.failures)
+    keys = set(by_key) | failed if failures == "zero" else set(by_key) - failed
+    keys_sorted = sorted(keys, key=split_key)
+    n = len(keys_sorted)
+    test, ref, ratio = (np.full((n, len(METRICS)), np.nan) for _ in range(3))
+    for i, key in enumerate(keys_sorted):
+        score = sample_score(by_key.get(key, []), failed=key in failed)
         for m, metric in enumerate(METRICS):
-            pairs = [(j.scores[metric].test, j.scores[metric].ref) for j in by_key[key] if metric in j.scores]
-            if pairs:  # several judgments (e.g. both orders of the swap protocol) are averaged
-                test[i, m] = sum(p[0] for p in pairs) / len(pairs)
-                ref[i, m] = sum(p[1] for p in pairs) / len(pairs)
-    return SampleTable(keys, *row_labels(keys, bench, overrides), test=test, ref=ref)
+            if metric in score.ratio:
+                ratio[i, m] = score.ratio[metric]
+                test[i, m] = score.test[metric]
+                ref[i, m] = score.ref.get(metric, np.nan)
+    flags = np.array([k in failed for k in keys_sorted], dtype=bool)
+    return SampleTable(
+        keys_sorted, *row_labels(keys_sorted, bench, overrides), test=test, ref=ref, ratio=ratio, failed=flags
+    )
 
 
 def row_labels(
@@ -288,19 +249,6 @@ def row_labels(
         np.array([lang.value if lang else "" for lang in langs], dtype=object),
         np.array([bench_samples[k].category if k in bench_samples else "" for k in keys], dtype=object),
     )
-
-
-def select(table: SampleTable, split: Split) -> SampleTable:
-    mask = np.ones(len(table.keys), dtype=bool)
-    if split.mode != ALL:
-        mask &= table.modes == split.mode
-    if split.language != ALL:
-        mask &= table.languages == split.language
-    if split.role is not None:
-        mask &= table.roles == split.role
-    if split.category is not None:
-        mask &= table.categories == split.category
-    return table.take(mask)
 
 
 # --- summaries -----------------------------------------------------------------------------------------
@@ -331,6 +279,8 @@ def _combine(reps: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
 def summarize(table: SampleTable, split: Split, spec: BootstrapSpec) -> SplitSummary:
     ratios = table.ratios
     valid = ~np.isnan(ratios)
+    paired = valid & ~np.isnan(table.ref)  # judged samples (an agent failure has no reference score)
+    failed = table.failed if table.failed is not None else np.zeros(len(table.keys), dtype=bool)
     n_valid = valid.sum(axis=0)
     clusters, n_clusters, cluster_kind = _clusters(table, valid)
     s_r, cnt = cluster_sums(ratios, clusters, n_clusters)
@@ -338,8 +288,8 @@ def summarize(table: SampleTable, split: Split, spec: BootstrapSpec) -> SplitSum
     if can.any():
         # Seeded by the split only: the same data gives the same interval whatever the system is called.
         weights = replicate_weights(n_clusters, spec, "summary", split.label)
-        s_t, _ = cluster_sums(np.where(valid, table.test, np.nan), clusters, n_clusters)
-        s_ref, _ = cluster_sums(np.where(valid, table.ref, np.nan), clusters, n_clusters)
+        s_t, _ = cluster_sums(np.where(paired, table.test, np.nan), clusters, n_clusters)
+        s_ref, _ = cluster_sums(np.where(paired, table.ref, np.nan), clusters, n_clusters)
         mean_reps = ratio_replicates(weights, s_r, cnt)
         rom_reps = ratio_replicates(weights, s_t, s_ref)
 
@@ -348,17 +298,20 @@ def summarize(table: SampleTable, split: Split, spec: BootstrapSpec) -> SplitSum
     for m, metric in enumerate(METRICS):
         n = int(n_valid[m])
         col = valid[:, m]
-        r, t, f = ratios[col, m], table.test[col, m], table.ref[col, m]
+        r, t, f, lost = ratios[col, m], table.test[col, m], table.ref[col, m], failed[col]
+        both = paired[:, m]
         value = float(r.mean()) if n else None
-        rom = float(t.sum() / f.sum()) if n else None
+        rom = float(table.test[both, m].sum() / table.ref[both, m].sum()) if both.any() else None
         ci = percentile_interval(mean_reps[:, m], spec.confidence) if can[m] else (None, None)
         rom_ci = percentile_interval(rom_reps[:, m], spec.confidence) if can[m] else (None, None)
+        with np.errstate(invalid="ignore"):
+            win, tie = (t > f) & ~lost, (t == f) & ~lost
         metrics[metric] = MetricSummary(
             score=Estimate(value, *ci),
             ratio_of_means=Estimate(rom, *rom_ci),
-            win=float(np.mean(t > f)) if n else None,
-            tie=float(np.mean(t == f)) if n else None,
-            loss=float(np.mean(t < f)) if n else None,
+            win=float(np.mean(win)) if n else None,
+            tie=float(np.mean(tie)) if n else None,
+            loss=float(np.mean(~win & ~tie)) if n else None,  # an agent failure is a loss
             n=n,
             n_unscored=len(table.keys) - n,
             n_ratio_above_1=int((r > 1).sum()),
@@ -378,6 +331,7 @@ def summarize(table: SampleTable, split: Split, spec: BootstrapSpec) -> SplitSum
         n_samples=len(table.keys),
         n_roles=len(set(table.roles)),
         n_unscored_samples=int((~valid.any(axis=1)).sum()),
+        n_agent_failures=int(failed.sum()),
         ci_cluster=cluster_kind,
         metrics=metrics,
         groups={g: group_estimate(members) for g, members in GROUPS.items()},
@@ -441,8 +395,8 @@ class OrderConsistency:
     def to_dict(self) -> dict[str, object]:
         return {
             "n_samples": self.n_samples,
-            "rate": _round(self.rate),
-            "by_metric": {m: _round(v) for m, v in self.by_metric.items()},
+            "rate": round6(self.rate),
+            "by_metric": {m: round6(v) for m, v in self.by_metric.items()},
             "inconsistent_samples": self.inconsistent_samples,
         }
 
@@ -482,8 +436,16 @@ def order_consistency(judgments: list) -> OrderConsistency | None:
 # --- flags ---------------------------------------------------------------------------------------------
 
 
-def build_flags(system: SystemResults, table: SampleTable, bench: Benchmark | None) -> Flags:
-    flags = Flags()
+def build_flags(
+    system: SystemResults, table: SampleTable, bench: Benchmark | None, failures: Failures = "zero"
+) -> Flags:
+    flags = Flags(
+        agent_failures=dict(sorted(system.failures.items(), key=lambda kv: split_key(kv[0]))),
+        failures=failures,
+        stale_judgments=dict(sorted(system.stale.items())),
+        stale_samples=sorted(system.stale_samples, key=split_key),
+        stale_measures=dict(sorted(system.stale_measures.items())),
+    )
     valid = ~np.isnan(table.ratios)
     flags.unscored_samples = [k for k, row in zip(table.keys, valid, strict=True) if not row.any()]
     flags.unscored_metrics = {
@@ -526,6 +488,15 @@ def build_flags(system: SystemResults, table: SampleTable, bench: Benchmark | No
     return flags
 
 
+#: How a score is made, as written into every score.json and summary.json.
+SCORE_DEFINITION = (
+    "per metric, the mean over samples of the sample's s_test / s_ref (a sample judged in both orders: the "
+    "mean of the two ratios, each order mapped back to test and reference); an agent failure scores 0 "
+    "(failures=zero) or is left out (failures=exclude); judge errors are left out and counted; groups and "
+    "overall are means of metrics; judge configurations are never pooled"
+)
+
+
 # --- entry point ---------------------------------------------------------------------------------------
 
 
@@ -542,12 +513,14 @@ class ScoreReport:
     by: tuple[str, ...]
     baseline: str | None
     benchmark: str | None
+    failures: str = "zero"
 
     def to_dict(self) -> dict[str, object]:
         return {
             "schema": "speechrole.score/1",
             "settings": {
-                "score": "mean over samples of s_test / s_ref (per metric); groups and overall are means of metrics",
+                "score": SCORE_DEFINITION,
+                "failures": self.failures,
                 "interval": f"{self.spec.confidence:.0%} percentile bootstrap over roles",
                 "replicates": self.spec.replicates,
                 "confidence": self.spec.confidence,
@@ -584,13 +557,8 @@ def _objective(
     spec: BootstrapSpec,
     labels: Callable[[list[str]], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
 ) -> dict[str, object] | None:
-    """Objective metrics of a run directory that was measured (None otherwise)."""
-    from speechrole.score.objective import correlations, load_objective, objective_dict, summarize_objective
-
-    source = Path(system.source)
-    if not source.is_dir():
-        return None
-    obj = load_objective(source, table.keys, labels)
+    """Objective metrics of a measured run (None otherwise)."""
+    obj = objective_table(system.measures or [], system.latencies or {}, table.keys, labels)
     if obj is None:
         return None
     rows = SampleTable(obj.keys, obj.modes, obj.roles, obj.languages, obj.categories, obj.agent, obj.agent)
@@ -608,11 +576,15 @@ def score_systems(
     by: tuple[str, ...] = ("mode", "language"),
     baseline: str | None = None,
     spec: BootstrapSpec | None = None,
+    failures: Failures = "zero",
 ) -> ScoreReport:
-    """Score several systems at once; with `baseline`, compare every other system to it, paired."""
+    """Score several systems at once; with `baseline`, compare every other system to it, paired.
+    `failures`: an agent failure scores 0 ("zero", the headline) or is left out ("exclude"); both count."""
+    if failures not in ("zero", "exclude"):
+        raise ValueError(f"failures must be zero or exclude, got {failures!r}")
     spec = spec or BootstrapSpec()
     overrides = languages or {}
-    tables = {s.name: build_table(s, bench, overrides) for s in systems}
+    tables = {s.name: build_table(s, bench, overrides, failures) for s in systems}
     scored: list[SystemScores] = []
     for system in systems:
         table = tables[system.name]
@@ -629,9 +601,10 @@ def score_systems(
                 judge_model=system.judge_model,
                 n_judgments=len(system.judgments),
                 summaries=summaries,
-                flags=build_flags(system, table, bench),
+                flags=build_flags(system, table, bench, failures),
                 problems=system.problems,
                 order_consistency=order_consistency(system.judgments),
+                judge=system.judge.to_dict() if system.judge is not None else None,
                 objective=_objective(
                     system, table, by, spec, lambda keys: row_labels(keys, bench, overrides)
                 ),
@@ -648,4 +621,4 @@ def score_systems(
                 a, b = select(tables[system.name], split), select(tables[baseline], split)
                 if set(a.keys) & set(b.keys):
                     comparisons.append(compare(a, b, (system.name, baseline), split, spec))
-    return ScoreReport(scored, comparisons, spec, by, baseline, bench.name if bench else None)
+    return ScoreReport(scored, comparisons, spec, by, baseline, bench.name if bench else None, failures)

@@ -3,7 +3,8 @@ the same splits and bootstrap intervals over roles; and how each judge metric co
 objective counterparts (Spearman, per sample).
 
 Per sample, a measure is the mean over the sample's turns of the clip values that exist (errors are
-left out and counted); latencies come from `generations.jsonl` (agent side only).
+left out and counted); latencies come from `generations.jsonl` (agent side only). Pure functions: the
+current measures and latencies are read by `speechrole.run.Run`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from speechrole.schema import METRICS as JUDGE_METRICS
-from speechrole.score.aggregate import Estimate, SampleTable, Split, select, split_key
 from speechrole.score.stats import (
     BootstrapSpec,
     cluster_sums,
@@ -24,6 +24,7 @@ from speechrole.score.stats import (
     ratio_replicates,
     replicate_weights,
 )
+from speechrole.score.table import Estimate, SampleTable, Split, select, split_key
 
 #: Which objective measures each judge metric is compared with (the judge hears what they measure).
 COUNTERPARTS: dict[str, tuple[str, ...]] = {
@@ -53,15 +54,15 @@ class ObjectiveTable:
     flags: dict[str, int]  # clip flag -> clips (agent side)
 
 
-def load_objective(
-    run_dir: Path, judged_keys: list[str], labels: Callable[[list[str]], tuple[np.ndarray, ...]]
+def objective_table(
+    lines: list[dict[str, Any]],
+    lat: dict[tuple[str, int], dict[str, float]],
+    judged_keys: list[str],
+    labels: Callable[[list[str]], tuple[np.ndarray, ...]],
 ) -> ObjectiveTable | None:
-    """Read `measures.jsonl` (and latencies) of a run; None when it was never measured. Rows are the
-    measured samples plus the judged ones (for correlations); `labels` gives their split labels."""
-    from speechrole.measure import latencies, read_measures
-
-    lines, _ = read_measures(Path(run_dir) / "measures.jsonl")
-    lat = latencies(run_dir)
+    """Per-sample measures from the current lines of `measures.jsonl` (the latest per clip and metric)
+    and per-turn latencies; None when the run was never measured. Rows are the measured samples plus the
+    judged ones (for correlations); `labels` gives their split labels."""
     if not lines and not lat:
         return None
     from speechrole.metrics import METRICS, load_builtin

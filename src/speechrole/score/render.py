@@ -50,6 +50,7 @@ def _caption(report: ScoreReport) -> str:
     spec = report.spec
     return (
         f"protocol: {', '.join(protocols)} · judge model: {', '.join(judges)} · score = mean of s_test/s_ref · "
+        f"agent failures {'score 0' if report.failures == 'zero' else 'excluded'} · "
         f"[{spec.confidence:.0%} CI: bootstrap over roles, {spec.replicates} replicates, seed {spec.seed}]"
     )
 
@@ -74,8 +75,10 @@ def leaderboard(report: ScoreReport, sep: str = " ") -> TextTable:
             [
                 s.name,
                 str(summ.n_samples),
+                str(summ.n_agent_failures if report.failures == "zero" else len(s.flags.agent_failures)),
                 str(summ.n_unscored_samples),
                 str(sum(m.n_unscored for m in summ.metrics.values())),
+                str(sum(s.flags.stale_judgments.values())),
                 *(fmt_ci(summ.groups[g], sep) for g in GROUPS),
                 fmt_ci(summ.overall, sep),
             ]
@@ -90,7 +93,16 @@ def leaderboard(report: ScoreReport, sep: str = " ") -> TextTable:
     )
     return TextTable(
         "Leaderboard (all modes, all languages)",
-        ["system", "samples", "unscored samples", "unscored scores", *GROUPS, "overall"],
+        [
+            "system",
+            "samples",
+            "agent failures",
+            "judge errors (samples)",
+            "unscored scores",
+            "stale judgments",
+            *GROUPS,
+            "overall",
+        ],
         rows,
         _caption(report),
         notes,
@@ -225,8 +237,11 @@ def flags_table(report: ScoreReport) -> TextTable:
         rows.append(
             [
                 s.name,
+                str(len(f.agent_failures)),
                 str(len(f.unscored_samples)),
                 str(sum(f.unscored_metrics.values())),
+                str(sum(f.stale_judgments.values())),
+                str(sum(f.stale_measures.values())),
                 kinds,
                 str(len(f.unreadable_files)),
                 str(sum(f.ratio_above_1.values())),
@@ -239,6 +254,12 @@ def flags_table(report: ScoreReport) -> TextTable:
         )
         for role, reasons in f.defect_roles.items():
             notes += [f"data defect, {role}: {r}" for r in reasons]
+        for why, n in f.stale_judgments.items():
+            notes.append(f"{s.name}: {n} stale judgment(s) skipped: {why}")
+        for why, n in f.stale_measures.items():
+            notes.append(f"{s.name}: {n} stale measure(s) skipped: {why}")
+        shown = list(f.agent_failures.items())[:MAX_PROBLEMS_SHOWN]
+        notes += [f"{s.name}: agent failure {key}: {why}" for key, why in shown]
         if f.unknown_language_roles:
             notes.append(
                 f"{s.name}: language unknown for {', '.join(f.unknown_language_roles)} (pass --bench or --language)"
@@ -253,8 +274,11 @@ def flags_table(report: ScoreReport) -> TextTable:
         "Flags",
         [
             "system",
-            "unscored samples",
+            "agent failures",
+            "judge errors (samples)",
             "unscored scores",
+            "stale judgments",
+            "stale measures",
             "problems",
             "unreadable files",
             "ratios > 1",
@@ -263,7 +287,8 @@ def flags_table(report: ScoreReport) -> TextTable:
             "order consistency",
         ],
         rows,
-        "unscored scores are left out of every mean and never counted as 0",
+        "agent failures score 0 (or are excluded with --failures exclude); judge errors and stale judgments "
+        "are left out of every mean and never counted as 0",
         sorted(set(notes), key=notes.index),
     )
 

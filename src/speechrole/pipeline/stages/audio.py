@@ -157,10 +157,30 @@ def cluster(vectors: np.ndarray, threshold: float) -> np.ndarray:
     return np.array([order[x] for x in raw])
 
 
-PYANNOTE_WEIGHTS = (
-    "pyannote needs its weights in a local folder: download pyannote/speaker-diarization-3.1 "
-    "(gated, accept its terms) and pass diarize: {backend: pyannote, model: /path/to/config.yaml}"
-)
+PYANNOTE_INSTALL = "pip install pyannote.audio"
+
+
+def pyannote_model(options: dict[str, Any], config: dict[str, Any]) -> Path | None:
+    """The diarize stage's `model` (a pipeline folder or its config.yaml), relative to the pipeline file."""
+    model = options.get("model")
+    return Path(config.get("base_dir", ".")) / str(model) if model else None
+
+
+def load_pyannote(model: Path | None) -> Any:
+    """A pyannote pipeline from local files only: its config (a folder's config.yaml, the file, or a
+    cached download) is copied to a temporary folder with every model reference made absolute and
+    loaded from there, so `Pipeline.from_pretrained` never asks the hub; `ModelMissingError` names a
+    missing file."""
+    import tempfile
+
+    from speechrole.models import LIBRARY_MISSING, write_pyannote_config
+
+    try:
+        from pyannote.audio import Pipeline as PyannotePipeline
+    except ImportError:
+        raise ModelMissingError(f"{LIBRARY_MISSING}: {PYANNOTE_INSTALL} (needs pyannote.audio)") from None
+    with tempfile.TemporaryDirectory(prefix="speechrole-pyannote-") as tmp:
+        return PyannotePipeline.from_pretrained(str(write_pyannote_config(model, Path(tmp))))
 
 
 @register
@@ -178,8 +198,10 @@ class Diarize(Stage):
     def check(self, config: dict[str, Any]) -> str | None:
         backend = self.options.get("backend", "embed-cluster")
         if backend == "pyannote":
-            return needs_module("pyannote.audio", "pip install pyannote.audio") or (
-                None if Path(str(self.options.get("model", ""))).is_file() else PYANNOTE_WEIGHTS
+            from speechrole.models import pyannote_local_config, weights_problem
+
+            return needs_module("pyannote.audio", PYANNOTE_INSTALL) or weights_problem(
+                pyannote_local_config, pyannote_model(self.options, config)
             )
         if backend != "embed-cluster":
             return f"diarize backend {backend!r}: use embed-cluster (bundled) or pyannote"
@@ -188,16 +210,7 @@ class Diarize(Stage):
     def setup(self, ctx: Context) -> None:
         backend = self.options.get("backend", "embed-cluster")
         if backend == "pyannote":
-            try:
-                from pyannote.audio import Pipeline as PyannotePipeline
-            except ImportError:
-                raise ModelMissingError(
-                    "pyannote.audio is not installed (pip install pyannote.audio)"
-                ) from None
-            model = self.options.get("model")
-            if not model or not Path(model).is_file():
-                raise ModelMissingError(PYANNOTE_WEIGHTS)
-            self.pyannote = PyannotePipeline.from_pretrained(model)
+            self.pyannote = load_pyannote(pyannote_model(self.options, ctx.config))
         elif backend != "embed-cluster":
             raise ValueError(f"diarize backend {backend!r}: use embed-cluster (bundled) or pyannote")
         else:

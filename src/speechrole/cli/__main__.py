@@ -1,0 +1,3 @@
+from speechrole.cli import main
+
+main()
