@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ from speechrole.agents.tts import DEFAULT_BANK, synthesize_with  # noqa: E402
 from speechrole.audio import write_wav  # noqa: E402
 from speechrole.bench import load_benchmark  # noqa: E402
 from speechrole.bench.profile import SCRIPT_INTRO, render_profile  # noqa: E402
-from speechrole.measure import DEFAULT_METRICS, Measurement, create_metrics  # noqa: E402
+from speechrole.measure import DEFAULT_METRICS, Measurement, _items, create_metrics  # noqa: E402
 from speechrole.metrics.base import Clip, Metric, decode_clip  # noqa: E402
 from speechrole.schema import Language  # noqa: E402
 
@@ -64,7 +65,9 @@ def build(root: Path, n: int) -> tuple[Path, Path, list[tuple[Path, Path, str]]]
     (bench / "role_profiles").mkdir()
     per_role: dict[str, list] = {}
     for i in range(n):
-        role, voice = f"role{i % 4}", VOICES[i % len(VOICES)]
+        # The agent never speaks in its role's reference voice: an agent clip with the same voice and text
+        # as its reference clip would be the same bytes, which the stage measures once and reuses.
+        role, voice = f"role{i % 4}", VOICES[(i % 4 + 1 + i % 5) % len(VOICES)]
         text = f"Line {i + 1}. {SENTENCES[i % len(SENTENCES)]}"  # every clip distinct: nothing is reused
         bank = next(v for v in DEFAULT_BANK if v.id == voice)
         ref_voice = next(v for v in DEFAULT_BANK if v.id == VOICES[(i % 4) % len(VOICES)])
@@ -118,12 +121,6 @@ SAME_WHISPER = {  # speechrole's ASR settings (agents/asr.py), given to faster-w
     "temperature": 0.0,
 }
 HOP = 320  # the prosody metric's 20 ms frames at 16 kHz
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def decoded(clips: list[tuple[Path, Path, str]]) -> tuple[list[Clip], Clip]:
@@ -190,17 +187,28 @@ class Library:
         pitch = lr.pyin if pyin else lr.yin
         return pitch(y, fmin=60, fmax=500, sr=16000, frame_length=4 * HOP, hop_length=HOP)
 
-    def each(self, name: str, clips: list[Clip]) -> None:
-        for clip in clips:
-            {
-                "speaker": self.speaker,
-                "dnsmos": self.dnsmos_mos,
-                "intelligibility": self.intelligibility,
-                "prosody": self.prosody,
-            }[name](clip)
+    def all_four(self, clip: Clip) -> None:
+        self.speaker(clip)
+        self.dnsmos_mos(clip)
+        self.intelligibility(clip)
+        self.prosody(clip)
+
+    def decode_per_metric(self, raw: list[tuple[Path, Path, str]]) -> None:
+        """What the libraries do when each is handed the file: each decodes it itself."""
+        from faster_whisper.audio import decode_audio
+
+        lr = self.librosa
+        for agent, voice, _ in raw:
+            lr.load(str(agent), sr=16000)  # speechmos
+            lr.load(str(agent), sr=16000)  # the pitch tracker's script
+            for path in (agent, voice):  # resemblyzer's preprocess_wav(path)
+                y, sr = lr.load(str(path), sr=None)
+                lr.resample(y, orig_sr=sr, target_sr=16000)
+            decode_audio(str(agent), sampling_rate=16000)  # faster-whisper
 
 
 def ready(specs: tuple[str, ...], warm: Clip) -> list[Metric]:
+    """Fresh metrics (empty caches), models loaded and warmed up on a clip outside the timed set."""
     metrics = create_metrics(specs)
     for metric in metrics:
         metric.load()
@@ -208,114 +216,36 @@ def ready(specs: tuple[str, ...], warm: Clip) -> list[Metric]:
     return metrics
 
 
-def per_metric(lib: Library, clips: list[Clip], warm: Clip) -> list[tuple[str, float, float]]:
-    """(metric, speechrole seconds, library seconds) on the same decoded clips, one metric at a time."""
-    rows = []
-    for label, spec in (
-        ("speaker", "speaker"),
-        ("dnsmos (1 s hops)", "dnsmos:stride=1"),
-        ("intelligibility", "intelligibility"),
-        ("prosody", "prosody"),
-    ):
-        (metric,) = ready((spec,), warm)
-        lib.each(metric.name, [warm])
-        lib.voices.clear()
-        ours = timed(lambda m=metric: m.measure(clips))
-        theirs = timed(lambda n=metric.name: lib.each(n, clips))
-        rows.append((label, ours, theirs))
-    return rows
+def measure_with(spec: str, clips: list[Clip], warm: Clip) -> Callable[[], Any]:
+    (metric,) = ready((spec,), warm)
+    return lambda: metric.measure(clips)
 
 
-def choices(
-    lib: Library, clips: list[Clip], raw: list[tuple[Path, Path, str]], warm: Clip
-) -> list[tuple[str, float, float]]:
-    """(choice, seconds with speechrole's default, seconds with the alternative): different work."""
-    from faster_whisper.audio import decode_audio
-
-    librosa = lib.librosa
-    rows = []
-    stride1, default = ready(("dnsmos:stride=1", "dnsmos"), warm)
-    rows.append(
-        (
-            "DNSMOS: non-overlapping 9.01 s windows | windows every 1 s (speechmos)",
-            timed(lambda: default.measure(clips)),
-            timed(lambda: stride1.measure(clips)),
-        )
-    )
-    lib.intelligibility(warm, defaults=True)
-    rows.append(
-        (
-            "ASR: beam 1, no timestamps | faster-whisper defaults (beam 5, fallback)",
-            timed(lambda: [lib.intelligibility(c) for c in clips]),
-            timed(lambda: [lib.intelligibility(c, defaults=True) for c in clips]),
-        )
-    )
-    lib.prosody(warm, pyin=True)
-    rows.append(
-        (
-            "pitch: YIN | pYIN (same frames)",
-            timed(lambda: [lib.prosody(c) for c in clips]),
-            timed(lambda: [lib.prosody(c, pyin=True) for c in clips]),
-        )
-    )
-    lib.voices.clear()
-    rows.append(
-        (
-            "speaker: role voice embedded once per role | once per clip",
-            timed(lambda: [lib.speaker(c) for c in clips]),
-            timed(lambda: [lib.speaker(c, voice_once=False) for c in clips]),
-        )
-    )
-
-    def per_metric_decoding() -> None:  # what each library does when handed a path
-        for agent, voice, _ in raw:
-            librosa.load(str(agent), sr=16000)  # speechmos
-            librosa.load(str(agent), sr=16000)  # the pitch tracker's script
-            for path in (agent, voice):  # resemblyzer's preprocess_wav(path)
-                y, sr = librosa.load(str(path), sr=None)
-                librosa.resample(y, orig_sr=sr, target_sr=16000)
-            decode_audio(str(agent), sampling_rate=16000)  # faster-whisper
-
-    rows.append(
-        (
-            "decoding: once per clip, shared | per metric from the file",
-            timed(lambda: [decode_clip(a, a.name, Language.EN) for a, _, _ in raw]),
-            timed(per_metric_decoding),
-        )
-    )
-    return rows
-
-
-def library_loop(lib: Library, bench: Any, run: Path) -> tuple[float, float]:
+def library_loop(lib: Library, bench: Any, run: Path) -> Callable[[], Any]:
     """The stage's work done by hand: every agent and reference clip of the run decoded once, then each
-    library in turn, one clip at a time (the role voice embedded once per role). (seconds, audio s)."""
-    from speechrole.measure import _items
-
+    library in turn, one clip at a time (the role's voice decoded and embedded once per role)."""
     items, _ = _items(bench, bench.samples, run)
     lib.voices.clear()
-    t = time.perf_counter()
-    voices: dict[str, Clip] = {}
-    audio_s = 0.0
-    for item in items:
-        role = bench.roles[item.role]
-        if item.role not in voices:
-            path = Path(role.reference_audio)
-            voices[item.role] = decode_clip(path, f"voice:{path}", role.language)
-        clip = decode_clip(item.path, str(item.path), role.language, item.text)
-        clip.reference = voices[item.role]
-        audio_s += clip.duration_s
-        for name in ("speaker", "dnsmos", "intelligibility", "prosody"):
-            lib.each(name, [clip])
-    return time.perf_counter() - t, audio_s
+
+    def loop() -> None:
+        voices: dict[str, Clip] = {}
+        for item in items:
+            role = bench.roles[item.role]
+            if item.role not in voices:
+                path = Path(role.reference_audio)
+                voices[item.role] = decode_clip(path, f"voice:{path}", role.language)
+            clip = decode_clip(item.path, str(item.path), role.language, item.text)
+            clip.reference = voices[item.role]
+            lib.all_four(clip)
+
+    return loop
 
 
-def stage(bench: Any, run: Path, specs: tuple[str, ...], warm: Clip) -> tuple[float, float]:
-    """The measure stage on a fresh log (models loaded and warmed up first). (seconds, audio s)."""
+def stage(bench: Any, run: Path, specs: tuple[str, ...], warm: Clip) -> Callable[[], Any]:
+    """The measure stage on a fresh log, with fresh, loaded and warmed-up metrics."""
     (run / "measures.jsonl").unlink(missing_ok=True)
     metrics = ready(specs, warm)
-    t = time.perf_counter()
-    outcome = Measurement(bench, run, metrics).run()
-    return time.perf_counter() - t, outcome.audio_seconds
+    return lambda: Measurement(bench, run, metrics).run()
 
 
 def main() -> None:
@@ -323,41 +253,110 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clips", type=int, default=24)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds over every case, each case's best round reported"
+    )
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
+        # A private numba cache: librosa compiles its kernels into it, so another process compiling
+        # them at the same time cannot hand this one a half-written cache entry.
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tmp) / "numba"))
         bench_root, run, raw = build(Path(tmp), args.clips)
         bench = load_benchmark(bench_root)[0]
         clips, warm = decoded(raw)
         audio_s = sum(c.duration_s for c in clips)
         lib = Library()
-        equal = per_metric(lib, clips, warm)
-        same_specs = tuple("dnsmos:stride=1" if m == "dnsmos" else m for m in DEFAULT_METRICS)
-        lib.each("intelligibility", [warm])
-        loop_s, loop_audio = library_loop(lib, bench, run)
-        same_s, same_audio = stage(bench, run, same_specs, warm)
-        default_s, default_audio = stage(bench, run, DEFAULT_METRICS, warm)
-        saved = choices(lib, clips, raw, warm)
+        lib.all_four(warm)
+        lib.intelligibility(warm, defaults=True)
+        lib.prosody(warm, pyin=True)
+        same = tuple("dnsmos:stride=1" if m == "dnsmos" else m for m in DEFAULT_METRICS)
 
-    print(f"{len(clips)} agent clips, {audio_s:.1f} s of audio, decoded once to 16 kHz for both sides\n")
-    print("Equal work, one metric at a time (same clips, settings, warm-up and caching):")
-    print(f"{'metric':20s} {'speechrole RTF':>14s} {'library RTF':>12s} {'speechrole/library':>19s}")
-    for name, ours, theirs in equal:
-        print(f"{name:20s} {ours / audio_s:14.4f} {theirs / audio_s:12.4f} {ours / theirs:18.2f}x")
+        def fresh(fn: Callable[[Clip], Any]) -> Callable[[], Any]:
+            lib.voices.clear()
+            return lambda: [fn(c) for c in clips]
+
+        # Each case builds its state outside the timing (fresh caches, loaded models) and returns what
+        # to time. Every round runs every case once, in this order; the best round of each is reported.
+        cases: dict[str, Callable[[], Callable[[], Any]]] = {
+            "ours speaker": lambda: measure_with("speaker", clips, warm),
+            "library speaker": lambda: fresh(lib.speaker),
+            "ours dnsmos stride 1": lambda: measure_with("dnsmos:stride=1", clips, warm),
+            "library dnsmos": lambda: fresh(lib.dnsmos_mos),
+            "ours intelligibility": lambda: measure_with("intelligibility", clips, warm),
+            "library intelligibility": lambda: fresh(lib.intelligibility),
+            "ours prosody": lambda: measure_with("prosody", clips, warm),
+            "library prosody": lambda: fresh(lib.prosody),
+            "ours dnsmos default": lambda: measure_with("dnsmos", clips, warm),
+            "library asr defaults": lambda: fresh(lambda c: lib.intelligibility(c, defaults=True)),
+            "library pyin": lambda: fresh(lambda c: lib.prosody(c, pyin=True)),
+            "library speaker per clip": lambda: fresh(lambda c: lib.speaker(c, voice_once=False)),
+            "decode shared": lambda: lambda: [decode_clip(a, a.name, Language.EN) for a, _, _ in raw],
+            "decode per metric": lambda: lambda: lib.decode_per_metric(raw),
+            "stage same": lambda: stage(bench, run, same, warm),
+            "library loop": lambda: library_loop(lib, bench, run),
+            "stage default": lambda: stage(bench, run, DEFAULT_METRICS, warm),
+        }
+        best: dict[str, float] = {}
+        for _ in range(max(1, args.repeats)):
+            for name, setup in cases.items():
+                fn = setup()
+                t = time.perf_counter()
+                fn()
+                best[name] = min(best.get(name, float("inf")), time.perf_counter() - t)
+        (run / "measures.jsonl").unlink(missing_ok=True)
+        run_audio_s = Measurement(bench, run, create_metrics(("duration",))).run().audio_seconds
+
+    def rtf(name: str, seconds_of_audio: float = audio_s) -> float:
+        return best[name] / seconds_of_audio
+
     print(
-        f"\nEqual work, all four metrics on the run's {loop_audio:.1f} s of agent and reference audio "
-        "(decoding included, DNSMOS with 1 s hops on both sides):"
+        f"{len(clips)} agent clips, {audio_s:.1f} s of audio, decoded once to 16 kHz for both sides; "
+        f"best of {args.repeats} rounds; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after\n"
     )
-    stage_rtf, loop_rtf = same_s / same_audio, loop_s / loop_audio
+    print("Equal work, one metric at a time (same clips, settings, warm-up and caching):")
+    print(f"{'metric':26s} {'speechrole RTF':>14s} {'library RTF':>12s} {'speechrole/library':>19s}")
+    for label, ours, theirs in (
+        ("speaker", "ours speaker", "library speaker"),
+        ("dnsmos (windows every 1 s)", "ours dnsmos stride 1", "library dnsmos"),
+        ("intelligibility", "ours intelligibility", "library intelligibility"),
+        ("prosody", "ours prosody", "library prosody"),
+    ):
+        print(f"{label:26s} {rtf(ours):14.4f} {rtf(theirs):12.4f} {best[ours] / best[theirs]:18.2f}x")
+    print(
+        f"\nEqual work, all four metrics on the run's {run_audio_s:.1f} s of agent and reference audio "
+        "(decoding included; DNSMOS windows every 1 s on both sides):"
+    )
+    stage_rtf, loop_rtf = rtf("stage same", run_audio_s), rtf("library loop", run_audio_s)
     print(f"  speechrole measure stage (two metrics at a time)  RTF {stage_rtf:.4f}")
     print(f"  library loop (one clip, one metric at a time)     RTF {loop_rtf:.4f}")
     print(f"  speechrole/library                                {stage_rtf / loop_rtf:.2f}x")
     print("\nDifferent work: what speechrole's default choices save (default | alternative):")
     print(f"{'choice':72s} {'default RTF':>11s} {'alt. RTF':>9s} {'default/alt.':>13s}")
-    for name, ours, theirs in saved:
-        print(f"{name:72s} {ours / audio_s:11.4f} {theirs / audio_s:9.4f} {ours / theirs:12.2f}x")
+    for label, ours, theirs in (
+        (
+            "DNSMOS: non-overlapping 9.01 s windows | windows every 1 s (speechmos)",
+            "ours dnsmos default",
+            "ours dnsmos stride 1",
+        ),
+        (
+            "ASR: beam 1, no timestamps | faster-whisper defaults (beam 5, fallback)",
+            "library intelligibility",
+            "library asr defaults",
+        ),
+        ("pitch: YIN | pYIN (same frames)", "library prosody", "library pyin"),
+        (
+            "speaker: role voice embedded once per role | once per clip",
+            "library speaker",
+            "library speaker per clip",
+        ),
+        ("decoding: once per clip, shared | per metric from the file", "decode shared", "decode per metric"),
+    ):
+        print(f"{label:72s} {rtf(ours):11.4f} {rtf(theirs):9.4f} {best[ours] / best[theirs]:12.2f}x")
     print(
         f"\nThe measure stage with its default metrics ({', '.join(DEFAULT_METRICS)}; DNSMOS windows "
-        f"not overlapping), {default_audio:.1f} s of audio: RTF {default_s / default_audio:.4f} (target <= 0.15)"
+        f"not overlapping), {run_audio_s:.1f} s of audio: RTF {rtf('stage default', run_audio_s):.4f} "
+        "(target <= 0.15)"
     )
 
 

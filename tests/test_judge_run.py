@@ -57,7 +57,7 @@ def test_official_protocol_end_to_end(setup) -> None:  # type: ignore[no-untyped
     from_log = score_systems(load_systems([run])).systems[0].summary()
     assert exported.overall.value == pytest.approx(from_log.overall.value)  # type: ignore[union-attr]
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-    assert summary["calls"] == {"planned": 12, "scored": 12, "unscored": 0, "not_judged": 0}
+    assert summary["calls"] == {"planned": 12, "scored": 12, "unscored": 0, "stale": 0, "not_judged": 0}
     assert summary["scores"]["splits"][0]["overall"]["value"] == pytest.approx(from_log.overall.value)  # type: ignore[union-attr]
     run_json = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert (
@@ -158,7 +158,7 @@ def test_samples_without_usable_output_are_unscored_without_a_request(setup) -> 
     judgments, _ = read_judgments(run / "judgments.jsonl")
     kinds = sorted((j.sample, j.error_kind) for j in judgments if j.status == "unscored")
     assert kinds == [
-        ("multi/libai/0", "audio"),
+        ("multi/libai/0", "agent_audio"),
         ("single/Bram/0", "no_output"),
         ("single/Bram/1", "no_output"),
     ]
@@ -243,3 +243,18 @@ def test_killed_run_resumes_to_the_same_summary_without_repeating_requests(tmp_p
     b = json.loads((whole / "summary.json").read_text(encoding="utf-8"))
     assert a["scores"].pop("source") != b["scores"].pop("source")  # the only difference: where they are
     assert a == b
+
+
+def test_samples_without_usable_output_are_agent_failures_scored_zero(setup) -> None:  # type: ignore[no-untyped-def]
+    """A deleted output file used to leave its samples out of every mean, like a judge error."""
+    bench, run, tmp = setup
+    (run / "model_output/single_result/json/Bram.json").unlink()
+    (run / "model_output/multi_result/audio/libai/libai_0_1.wav").write_bytes(b"not audio")
+    with JudgeServer() as server:
+        judge(bench, JudgeTarget.for_run(run), config(server, tmp))
+    (system,) = load_systems([run])
+    assert sorted(system.failures) == ["multi/libai/0", "single/Bram/0", "single/Bram/1"]
+    whole = score_systems([system], bench=bench).systems[0].summary()
+    assert whole.n_samples == 12 and whole.n_agent_failures == 3 and whole.n_unscored_samples == 0  # type: ignore[union-attr]
+    excluded = score_systems([system], bench=bench, failures="exclude").systems[0].summary()
+    assert excluded.n_samples == 9 and excluded.overall.value > whole.overall.value  # type: ignore[union-attr,operator]

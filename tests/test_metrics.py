@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from speechrole.audio import write_wav
 from speechrole.bench import load_benchmark
 from speechrole.cli import app
-from speechrole.measure import parse_metric_specs as split_metric_specs
 from speechrole.measure import Measurement, create_metrics, read_measures
+from speechrole.measure import parse_metric_specs as split_metric_specs
 from speechrole.metrics.base import RATE, MetricError, decode_clip
 from speechrole.metrics.intelligibility import error_rate, normalise_chars, normalise_words
 from speechrole.metrics.prosody import syllables

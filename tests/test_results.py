@@ -11,11 +11,11 @@ from speechrole.schema import METRICS, Mode
 from tests.factory import result_entry, write_results
 
 
-def test_json_protocol_by_list_position_not_idx(tmp_path: Path) -> None:
-    # Both entries claim idx 0: the position decides.
+def test_json_protocol_repeated_idx_falls_back_to_list_position(tmp_path: Path) -> None:
+    # Both entries claim idx 0: the position decides, and the file is flagged.
     file = write_results(tmp_path, "multi", "Ada", [result_entry(0, (8, 9)), result_entry(0, (5, 10))])
     judgments, problems = read_result_file(file, Mode.MULTI, "Ada")
-    assert problems == []
+    assert [(p.field, p.severity) for p in problems] == [("idx", "warning")]
     assert [j.sample for j in judgments] == ["multi/Ada/0", "multi/Ada/1"]
     assert judgments[1].scores["Speech_Fluency"].test == 5
     assert all(j.status == "scored" and len(j.scores) == 8 for j in judgments)
@@ -76,7 +76,7 @@ def test_entry_that_is_not_an_object_is_unscored(tmp_path: Path) -> None:
     judgments, problems = read_result_file(file, Mode.SINGLE, "Ada")
     assert judgments[0].status == "unscored" and judgments[0].error
     assert judgments[1].status == "scored"
-    assert len(problems) == 1
+    assert sorted(p.field for p in problems) == ["[0]", "idx"]  # the entry, and idx unusable: by position
 
 
 def test_truncated_file_is_a_problem_and_the_rest_is_read(tmp_path: Path) -> None:

@@ -89,10 +89,9 @@ def test_stale_judgment_of_a_replaced_clip_is_skipped_by_score_summary_report_an
 
 def test_score_of_a_mini_run_uses_the_mini_benchmark_not_the_official_role_list(tmp_path: Path) -> None:
     """`mini` was only reloaded when its spec was a path: score split it en 4 / zh 4 instead of 16 / 8."""
-    from speechrole.bench.mini import load_mini
-
     import shutil
 
+    from speechrole.bench.mini import load_mini
     from speechrole.outputs import OutputTree, OutputTurn, write_role_output
 
     bench, _ = load_mini()
@@ -160,7 +159,7 @@ def test_swap_sample_score_is_the_mean_of_the_two_ratios_not_a_ratio_of_means() 
     assert sample_score([ab, ba]).ratio[METRICS[0]] == pytest.approx((4 + 0.25) / 2)
     from speechrole.results import SystemResults
 
-    report = score_systems([SystemResults(name="s", source=Path("."), judgments=[ab, ba])])
+    report = score_systems([SystemResults(name="s", source=Path(), judgments=[ab, ba])])
     assert report.systems[0].summary().metrics[METRICS[0]].score.value == pytest.approx(2.125)  # type: ignore[union-attr]
 
 

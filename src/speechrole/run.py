@@ -230,10 +230,18 @@ class Run:
 
     @cached_property
     def attempted(self) -> set[str]:
-        """Samples the agent was asked to answer: those with outputs or a generation record."""
+        """Samples the agent was asked to answer: those with outputs or a generation record; for outputs
+        made elsewhere (no generations.jsonl), also those the judge found without an answer."""
         keys = {key for key, _ in self.generations}
         for (mode, role), output in self.outputs.items():
             keys |= {f"{mode.value}/{role}/{index}" for index in output.dialogues}
+        if not self.generations:
+            keys |= {
+                j.sample
+                for group in self.judgments
+                for j in group.current
+                if j.error_kind in AGENT_ERROR_KINDS
+            }
         return keys
 
     def file_sha(self, path: Path) -> str:
