@@ -134,3 +134,32 @@ def test_bench_info(bench_root: Path) -> None:
     result = runner.invoke(app, ["bench", str(bench_root)])
     assert result.exit_code == 0
     assert "Ada Lovelace" in result.stdout and "3 roles, 12 samples" in result.stdout
+
+
+def test_readme_commands_need_no_test_modules_and_name_no_path_outside_the_repository() -> None:
+    """The README told users to run `python -m tests.judge_server` and pointed at `../shared/...`."""
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert not re.search(r"-m tests\.|from tests\b|import tests\b", readme)
+    assert "../shared" not in readme and "/work/" not in readme
+
+
+def test_every_command_module_is_thin() -> None:
+    """The CLI is a package of thin command modules: no module there defines a class or reads a file."""
+    import ast
+
+    for module in (Path(__file__).parents[1] / "src/speechrole/cli").glob("*.py"):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        classes = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name != "Format"]
+        reads = [
+            n.attr
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and n.attr in ("read_text", "read_bytes")
+        ]
+        reads += [
+            n.func.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open"
+        ]
+        assert not classes and not reads, (module.name, classes, reads)

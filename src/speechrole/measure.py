@@ -23,9 +23,8 @@ from speechrole.audio import file_sha256
 from speechrole.fileio import read_jsonl, resolve_inside
 from speechrole.metrics import METRICS, load_builtin
 from speechrole.metrics.base import Clip, Metric, MetricError, MetricValues, decode_clip
-from speechrole.outputs import find_output_tree, read_role_output
 from speechrole.problems import DataError, Problem
-from speechrole.run import text_sha256
+from speechrole.run import Run, text_sha256
 from speechrole.schema import Benchmark, Mode, Sample
 
 DEFAULT_METRICS = ("speaker", "dnsmos", "intelligibility", "prosody", "duration")
@@ -94,21 +93,13 @@ def create_metrics(specs: tuple[str, ...]) -> list[Metric]:
     return made
 
 
-def _items(bench: Benchmark, samples: list[Sample], run_dir: Path) -> tuple[list[Item], list[Problem]]:
-    tree = find_output_tree(run_dir)
+def _items(run: Run, samples: list[Sample]) -> tuple[list[Item], list[Problem]]:
+    """Every clip of the samples, agent and reference side, as the run reads it."""
+    bench = run.bench
     items: list[Item] = []
     problems: list[Problem] = []
-    files: dict[tuple[str, str], Any] = {}
     for s in samples:
-        file = tree.json_file(s.mode, s.role)
-        if (s.mode.value, s.role) not in files:
-            try:
-                files[(s.mode.value, s.role)] = read_role_output(file)[0] if file.is_file() else None
-            except DataError as exc:
-                problems.append(exc.problem)
-                files[(s.mode.value, s.role)] = None
-        output = files[(s.mode.value, s.role)]
-        turns = output.dialogues.get(s.index, []) if output else []
+        turns = run.answers(s) or []
         for j, gold in enumerate(s.turns):
             if gold.reference_audio:
                 try:
@@ -122,11 +113,13 @@ def _items(bench: Benchmark, samples: list[Sample], run_dir: Path) -> tuple[list
             if j < len(turns) and turns[j].audio_path:
                 try:
                     where = f"dialogue_{s.index}[{j}].model_output.audio_path"
-                    path = resolve_inside(tree.root, turns[j].audio_path or "", file=file, field=where)
+                    file = run.tree.json_file(s.mode, s.role)
+                    path = resolve_inside(run.tree.root, turns[j].audio_path or "", file=file, field=where)
                     text = speakable(turns[j].text or "")
                     items.append(Item(s.key, j, "agent", path, turns[j].audio_path or "", s.role, text))
                 except DataError as exc:
                     problems.append(exc.problem)
+    problems += run.problems
     return items, problems
 
 
@@ -178,7 +171,7 @@ class Measurement:
     def run(self) -> MeasureOutcome:
         started = time.perf_counter()
         o = self.outcome
-        items, problems = _items(self.bench, self.samples, self.run_dir)
+        items, problems = _items(Run.open(self.run_dir, bench=self.bench), self.samples)
         o.problems += problems
         log_path = self.run_dir / "measures.jsonl"
         previous, problems = read_measures(log_path)

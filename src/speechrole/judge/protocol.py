@@ -45,7 +45,7 @@ PROTOCOLS: dict[str, Protocol] = {
             name="official",
             version="1",
             description="the released judge's structure: one call per sample, tested agent as Model A, "
-            "clips cut to 60 s, example scores in the schema; comparable with published numbers",
+            "clips cut to 60 s, example scores in the schema; our wording, so not comparable with published numbers",
             orders=("AB",),
             per_metric=False,
             round_labels=False,
