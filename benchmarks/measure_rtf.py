@@ -9,6 +9,8 @@ metric's `measure` and "library" is speechmos `dnsmos.run`, faster-whisper `tran
 resemblyzer `preprocess_wav` + `embed_utterance`. For all metrics together, the `speechrole measure`
 stage (decoding, hashing and writing included) runs against a loop that decodes each clip once and
 calls each library in turn, with the stage set to the loop's DNSMOS windowing (`dnsmos:stride=1`).
+Threads are each library's own: whisper and torch use two, speechmos's ONNX sessions every core, and
+speechrole's DNSMOS sessions one (the stage runs two metrics side by side instead).
 
 What speechrole's default choices save is reported apart, as what it is: different work (fewer DNSMOS
 windows, greedy decoding, YIN instead of pYIN, the voice embedded once, decoding shared). RTF =
