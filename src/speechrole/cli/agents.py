@@ -18,6 +18,7 @@ from speechrole.cli.common import (
     make_agent,
     out,
     print_problems,
+    selection,
 )
 from speechrole.problems import DataError
 from speechrole.progress import LiveProgress
@@ -43,23 +44,11 @@ def generate(
     reference_set: RefSetOpt = None,
 ) -> None:
     """Run an agent over a benchmark into the official output layout (resumable, per-turn latency)."""
-    from speechrole.generate import GenerateConfig, Generation
-    from speechrole.schema import Mode
+    from speechrole.generate import Generation
 
-    if history not in ("gold", "own"):
-        raise fail(f"--history must be gold or own, got {history!r}")
-    if mode is not None and mode not in {m.value for m in Mode}:
-        raise fail(f"--mode must be single or multi, got {mode!r}")
+    config = selection(limit, roles, mode, history, workers, name)
     loaded, _ = load_bench(bench, reference_set, [])
     made = make_agent(agent)
-    config = GenerateConfig(
-        history=history,  # type: ignore[arg-type]
-        limit=limit,
-        roles=tuple(r.strip() for r in roles.split(",")) if roles else None,
-        modes=(Mode(mode),) if mode else None,
-        workers=workers,
-        name=name,
-    )
     progress = LiveProgress(err)
     try:
         outcome = Generation(

@@ -90,6 +90,27 @@ def judge_config(model: str, base_url: str | None, api_key_env: str | None, **op
     return config
 
 
+def selection(
+    limit: int | None, roles: str | None, mode: str | None, history: str, workers: int, name: str | None
+) -> Any:
+    """The samples and history policy of `generate` and `eval`, checked (one line on a bad value)."""
+    from speechrole.generate import GenerateConfig
+    from speechrole.schema import Mode
+
+    if history not in ("gold", "own"):
+        raise fail(f"--history must be gold or own, got {history!r}")
+    if mode is not None and mode not in {m.value for m in Mode}:
+        raise fail(f"--mode must be single or multi, got {mode!r}")
+    return GenerateConfig(
+        history=history,  # type: ignore[arg-type]
+        limit=limit,
+        roles=tuple(r.strip() for r in roles.split(",")) if roles else None,
+        modes=(Mode(mode),) if mode else None,
+        workers=workers,
+        name=name,
+    )
+
+
 def print_tables(tables: Any) -> None:
     from rich.table import Table
 

@@ -8,32 +8,22 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from speechrole.cli.common import RefSetOpt, app, err, fail, judge_config, out, print_problems, print_tables
+from speechrole.cli.common import (
+    RefSetOpt,
+    app,
+    err,
+    fail,
+    judge_config,
+    out,
+    print_problems,
+    print_tables,
+    selection,
+)
 from speechrole.problems import DataError
 from speechrole.progress import LiveProgress
 
 #: The demo: the bundled `mini` benchmark, the offline cascade, the default objective metrics.
 DEMO_AGENT = "offline"
-
-
-def _selection(
-    limit: int | None, roles: str | None, mode: str | None, history: str, workers: int, name: str | None
-):  # type: ignore[no-untyped-def]
-    from speechrole.generate import GenerateConfig
-    from speechrole.schema import Mode
-
-    if history not in ("gold", "own"):
-        raise fail(f"--history must be gold or own, got {history!r}")
-    if mode is not None and mode not in {m.value for m in Mode}:
-        raise fail(f"--mode must be single or multi, got {mode!r}")
-    return GenerateConfig(
-        history=history,  # type: ignore[arg-type]
-        limit=limit,
-        roles=tuple(r.strip() for r in roles.split(",")) if roles else None,
-        modes=(Mode(mode),) if mode else None,
-        workers=workers,
-        name=name,
-    )
 
 
 def _run_eval(config, title: str) -> None:  # type: ignore[no-untyped-def]
@@ -134,7 +124,7 @@ def eval_cmd(
         run_dir=run_dir,
         judge=judge,
         metrics=parse_metric_specs(metrics),
-        selection=_selection(limit, roles, mode, history, workers, name),
+        selection=selection(limit, roles, mode, history, workers, name),
         reference_set=reference_set,
         report=report,
     )
@@ -166,6 +156,6 @@ def demo(
         run_dir=run_dir,
         judge=judge,
         metrics=DEFAULT_METRICS,
-        selection=_selection(limit, None, None, "gold", 1, "offline-demo"),
+        selection=selection(limit, None, None, "gold", 1, "offline-demo"),
     )
     _run_eval(config, "demo")

@@ -36,16 +36,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-METRICS = (
-    "Instruction_Adherence",
-    "Speech_Fluency",
-    "Conversational_Coherence",
-    "Speech_Naturalness",
-    "Prosodic_Consistency",
-    "Emotion_Appropriateness",
-    "Personality_Consistency",
-    "Knowledge_Consistency",
-)
+from speechrole.schema import METRICS
+
 FAULTS = (
     "ok",
     "rate_limit",
