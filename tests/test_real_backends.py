@@ -508,3 +508,17 @@ def test_registry_weights_check_sees_the_spec_options() -> None:
 
 def _raise(options: Any) -> str | None:
     raise RuntimeError("boom")
+
+
+def test_hf_llm_without_weights_is_not_reported_usable(tmp_path: Path) -> None:
+    """`speechrole agents` said "yes" for the hf LLM when only transformers was installed."""
+    from speechrole.agents import load_builtin
+    from speechrole.agents.llm import LLMS
+
+    load_builtin()
+    entry = LLMS.get("hf")
+    assert (entry.availability() or "").startswith("weights not found")
+    assert "config.json" in (entry.availability({"model": str(tmp_path)}) or "")
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert entry.availability({"model": str(tmp_path)}) is None

@@ -22,7 +22,14 @@ from typing import Any, Protocol
 
 from speechrole.chat import CallError, SyncChatClient
 from speechrole.fileio import cache_dir
-from speechrole.models import SMOLLM2_GGUF, ModelMissingError, needs_module
+from speechrole.models import (
+    SMOLLM2_GGUF,
+    ModelMissingError,
+    cached_file,
+    needs_module,
+    safetensors_missing,
+    weights_problem,
+)
 from speechrole.registry import Registry
 
 Messages = list[dict[str, Any]]
@@ -480,10 +487,29 @@ def _chat_template(tokenizer: Any) -> str:
         return ""
 
 
+def hf_weights(options: dict[str, Any]) -> Path:
+    """A local transformers model folder, or a hub id already in the local cache (never downloaded)."""
+    model = str(options.get("model") or "")
+    if not model:
+        raise ModelMissingError("weights not found: no model given; pass hf:/path/to/model (e.g. Qwen3-8B)")
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        if (missing := safetensors_missing(folder)) is not None:
+            raise ModelMissingError(f"weights not found: {missing}")
+        return folder
+    if (config := cached_file(model, "config.json")) is not None:
+        return config.parent
+    raise ModelMissingError(
+        f"weights not found: {model!r} is not a local folder nor in the Hugging Face cache; "
+        "download it and pass hf:/path/to/model"
+    )
+
+
 @LLMS.register(
     "hf",
     summary="a local transformers model folder or hub id: hf:/models/Qwen3-8B (GPU when present)",
     check=lambda: needs_module("transformers", "pip install 'speechrole[agents]'"),
+    weights=lambda options: weights_problem(hf_weights, options),
 )
 def _hf(**options: Any) -> ChatLLM:
     if "model" not in options:
