@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -432,6 +432,7 @@ class Run:
         return None
 
 
+@cache
 def _reads_text(metric: str) -> bool:
     from speechrole.metrics import METRICS, load_builtin
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from speechrole.cli.common import (
+    AgentOpt,
     BenchOpt,
+    HistoryOpt,
+    LimitOpt,
+    ModeOpt,
+    NameOpt,
     RefSetOpt,
+    RolesOpt,
+    RunDirOpt,
+    WorkersOpt,
     app,
     err,
     fail,
@@ -27,20 +34,14 @@ from speechrole.progress import LiveProgress
 @app.command()
 def generate(
     bench: BenchOpt,
-    agent: Annotated[
-        str, typer.Option("--agent", "-a", help="Agent spec (see `speechrole agents`) or a YAML file.")
-    ],
-    run_dir: Annotated[Path, typer.Option("--run-dir", "-r", help="Where the run is written (resumable).")],
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")] = None,
-    roles: Annotated[str | None, typer.Option(help="Comma-separated roles.")] = None,
-    mode: Annotated[str | None, typer.Option(help="single or multi (default: both).")] = None,
-    history: Annotated[str, typer.Option(help="gold (reference answers as history) or own.")] = "gold",
-    workers: Annotated[
-        int, typer.Option(min=1, help="Parallel samples, for remote or thread-safe agents.")
-    ] = 1,
-    name: Annotated[
-        str | None, typer.Option(help="The run's name in tables (default: the folder name).")
-    ] = None,
+    agent: AgentOpt,
+    run_dir: RunDirOpt,
+    limit: LimitOpt = None,
+    roles: RolesOpt = None,
+    mode: ModeOpt = None,
+    history: HistoryOpt = "gold",
+    workers: WorkersOpt = 1,
+    name: NameOpt = None,
     reference_set: RefSetOpt = None,
 ) -> None:
     """Run an agent over a benchmark into the official output layout (resumable, per-turn latency)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -131,3 +132,17 @@ RefSetOpt = Annotated[
 LangOpt = Annotated[
     list[str], typer.Option("--language", help="Override a role's language: ROLE=en|zh (repeatable).")
 ]
+AgentOpt = Annotated[
+    str, typer.Option("--agent", "-a", help="Agent spec (see `speechrole agents`) or a YAML file.")
+]
+RunDirOpt = Annotated[Path, typer.Option("--run-dir", "-r", help="Where the run is written (resumable).")]
+LimitOpt = Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")]
+RolesOpt = Annotated[str | None, typer.Option(help="Comma-separated roles.")]
+ModeOpt = Annotated[str | None, typer.Option(help="single or multi (default: both).")]
+HistoryOpt = Annotated[str, typer.Option(help="gold (reference answers as history) or own.")]
+WorkersOpt = Annotated[int, typer.Option(min=1, help="Parallel samples, for remote or thread-safe agents.")]
+NameOpt = Annotated[str | None, typer.Option(help="The run's name in tables (default: the folder name).")]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option(help="The judge's OpenAI-compatible endpoint (inferred for gemini-*, gpt-*).")
+]
+KeyEnvOpt = Annotated[str | None, typer.Option(help="Environment variable holding the judge's key.")]

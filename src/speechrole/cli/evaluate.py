@@ -9,7 +9,17 @@ import typer
 from rich.markup import escape
 
 from speechrole.cli.common import (
+    AgentOpt,
+    BaseUrlOpt,
+    HistoryOpt,
+    KeyEnvOpt,
+    LimitOpt,
+    ModeOpt,
+    NameOpt,
     RefSetOpt,
+    RolesOpt,
+    RunDirOpt,
+    WorkersOpt,
     app,
     err,
     fail,
@@ -73,34 +83,25 @@ def eval_cmd(
             help="Benchmark: a SpeechRole-Eval folder, hf:OWNER/NAME (Hugging Face), or mini.",
         ),
     ],
-    agent: Annotated[
-        str, typer.Option("--agent", "-a", help="Agent spec (see `speechrole agents`) or a YAML file.")
-    ],
-    run_dir: Annotated[Path, typer.Option("--run-dir", "-r", help="Where the run is written (resumable).")],
+    agent: AgentOpt,
+    run_dir: RunDirOpt,
     judge_model: Annotated[
         str | None, typer.Option("--judge", "-j", help="Judge model (none: objective metrics only).")
     ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(help="The judge's OpenAI-compatible endpoint (inferred for gemini-*, gpt-*)."),
-    ] = None,
-    api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the judge's key.")
-    ] = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: KeyEnvOpt = None,
     protocol: Annotated[str, typer.Option(help="Judge protocol: official, swap or per-metric.")] = "official",
     concurrency: Annotated[int, typer.Option(min=1, help="Judge requests in flight at once.")] = 8,
     max_cost: Annotated[float | None, typer.Option(help="Stop judging before spending more (USD).")] = None,
     metrics: Annotated[
         str, typer.Option(help="Objective metrics, comma-separated (see `speechrole metrics`).")
     ] = "speaker,dnsmos,intelligibility,prosody,duration",
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")] = None,
-    roles: Annotated[str | None, typer.Option(help="Comma-separated roles.")] = None,
-    mode: Annotated[str | None, typer.Option(help="single or multi (default: both).")] = None,
-    history: Annotated[str, typer.Option(help="gold (reference answers as history) or own.")] = "gold",
-    workers: Annotated[
-        int, typer.Option(min=1, help="Parallel samples, for remote or thread-safe agents.")
-    ] = 1,
-    name: Annotated[str | None, typer.Option(help="The run's name in tables (default: the folder).")] = None,
+    limit: LimitOpt = None,
+    roles: RolesOpt = None,
+    mode: ModeOpt = None,
+    history: HistoryOpt = "gold",
+    workers: WorkersOpt = 1,
+    name: NameOpt = None,
     report: Annotated[bool, typer.Option(help="Write report.html into the run directory.")] = True,
     reference_set: RefSetOpt = None,
 ) -> None:
@@ -140,10 +141,8 @@ def demo(
         str | None, typer.Option("--judge", "-j", help="Also judge, with this model (needs its endpoint).")
     ] = None,
     base_url: Annotated[str | None, typer.Option(help="The judge's OpenAI-compatible endpoint.")] = None,
-    api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the judge's key.")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")] = None,
+    api_key_env: KeyEnvOpt = None,
+    limit: LimitOpt = None,
 ) -> None:
     """The offline demo: `eval` on the bundled `mini` benchmark with the bundled offline agent (no GPU, no
     key, no network), ending with the score table and the report."""

@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from speechrole.cli.common import RefSetOpt, app, err, fail, judge_config, load_bench, out, print_problems
+from speechrole.cli.common import (
+    ModeOpt,
+    RefSetOpt,
+    RolesOpt,
+    app,
+    err,
+    fail,
+    judge_config,
+    load_bench,
+    out,
+    print_problems,
+)
 from speechrole.problems import DataError
 from speechrole.progress import LiveProgress
 
@@ -33,8 +44,8 @@ def judge(
         float | None, typer.Option(help="Stop cleanly before spending more than this (USD).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Judge only the first N samples.")] = None,
-    roles: Annotated[str | None, typer.Option(help="Comma-separated roles.")] = None,
-    mode: Annotated[str | None, typer.Option(help="single or multi (default: both).")] = None,
+    roles: RolesOpt = None,
+    mode: ModeOpt = None,
     rubric: Annotated[Path | None, typer.Option(help="A rubric YAML replacing the bundled one.")] = None,
     prices: Annotated[Path | None, typer.Option(help="A price table YAML replacing the bundled one.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Cache database (default: ~/.cache/speechrole).")] = None,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from speechrole.fileio import write_text_atomic
-from speechrole.report.collect import CLIP_MEASURES, RunView, collect_run, collect_runs, relative_links
+from speechrole.report.collect import CLIP_MEASURES, RunView, collect_run, relative_links
 from speechrole.schema import METRIC_ABBREV, METRICS, Benchmark
 
 
@@ -58,17 +58,24 @@ def build_report(
     embed_audio: bool = False,
 ) -> Path:
     """Write the report of `runs` to `out` (scored here unless `score` is given); returns its path."""
-    from speechrole.run import common_benchmark
-    from speechrole.score import load_systems, score_systems
+    from speechrole.run import Run, common_benchmark
+    from speechrole.score import score_systems
 
     bench = bench or common_benchmark(runs)
+    opened = [Run.open(path, bench=bench) for path in runs]  # each run read once, for scores and views
+    systems = [run.systems() for run in opened]
     if score is None:
-        score = score_systems(load_systems(runs, bench), bench=bench, by=("mode", "language", "role"))
+        flat = [s for found in systems for s in found]
+        score = score_systems(flat, bench=bench, by=("mode", "language", "role"))
     link = relative_links(Path(out), embed_audio)
-    views = [v for i, run in enumerate(runs, 1) for v in collect_runs(run, link, f"run{i}", bench)]
+    views = [
+        collect_run(run, system, link, f"run{i}" if len(found) == 1 else f"run{i}-{k}")
+        for i, (run, found) in enumerate(zip(opened, systems, strict=True), 1)
+        for k, system in enumerate(found, 1)
+    ]
     title = f"speechrole report: {', '.join(v.name for v in views)} on {bench.name}"
     write_text_atomic(Path(out), render_report(views, score, title))
     return Path(out)
 
 
-__all__ = ["build_report", "collect_run", "collect_runs", "environment", "render_report"]
+__all__ = ["build_report", "collect_run", "environment", "render_report"]

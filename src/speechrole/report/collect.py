@@ -171,16 +171,6 @@ def sample_flags(
     return flags
 
 
-def collect_runs(path: Path, link: Linker, run_id: str, bench: Benchmark | None = None) -> list[RunView]:
-    """The views of one run directory: one per judge configuration (never pooled), read through `Run`."""
-    run = Run.open(path, bench=bench)
-    systems = run.systems()
-    return [
-        collect_run(run, system, link, run_id if len(systems) == 1 else f"{run_id}-{i}")
-        for i, system in enumerate(systems, 1)
-    ]
-
-
 def collect_run(run: Run, system: SystemResults, link: Linker, run_id: str) -> RunView:
     """Everything the report and the viewer show about one run under one judge configuration."""
     bench = run.bench
