@@ -37,10 +37,12 @@ class AudioPolicy:
     sample_rate: int | None = None
     mono: bool = False
     loudness_lufs: float | None = None
+    raw: bool = False  # send the file's bytes as they are, whatever they hold (the released v1 judge)
 
     @property
     def id(self) -> str:
-        return f"audio/1:max={self.max_seconds}:sr={self.sample_rate}:mono={int(self.mono)}:lufs={self.loudness_lufs}"
+        base = f"audio/1:max={self.max_seconds}:sr={self.sample_rate}:mono={int(self.mono)}:lufs={self.loudness_lufs}"
+        return base + ":raw" if self.raw else base
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,14 @@ def _passthrough(path: Path, policy: AudioPolicy) -> PreparedClip | None:
 def prepare_clip(path: Path, policy: AudioPolicy, *, field: str = "") -> PreparedClip:
     """Decode and process a clip under `policy`; the order is fixed: downmix, resample, cut, loudness.
 
-    A 16-bit PCM WAV that the policy leaves unchanged is passed through byte for byte."""
+    A 16-bit PCM WAV that the policy leaves unchanged is passed through byte for byte; under a `raw`
+    policy every file is (after a header check that it is audio)."""
+    if policy.raw:
+        info = probe(path, field=field, decode=False)
+        wav = path.read_bytes()
+        return PreparedClip(
+            wav, hashlib.sha256(wav).hexdigest(), info.duration_s, info.duration_s, info.sample_rate, False
+        )
     if path.suffix.lower() == ".wav" and (same := _passthrough(path, policy)) is not None:
         return same
     data, rate = load_audio(path, field=field)

@@ -146,3 +146,18 @@ BaseUrlOpt = Annotated[
     str | None, typer.Option(help="The judge's OpenAI-compatible endpoint (inferred for gemini-*, gpt-*).")
 ]
 KeyEnvOpt = Annotated[str | None, typer.Option(help="Environment variable holding the judge's key.")]
+ProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        help="Judge protocol: official (our wording), swap, per-metric, or released (the released judge, "
+        "rebuilt from your copy of its script: --released-judge)."
+    ),
+]
+ReleasedJudgeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="SPEECHROLE_RELEASED_JUDGE",
+        help="Your copy of SpeechRole's benchmark/gemini_judge.py (v1) or SpeechRole-Eval/gemini_judge.py "
+        "(v2), read without running it, for --protocol released.",
+    ),
+]

@@ -16,7 +16,9 @@ from speechrole.cli.common import (
     LimitOpt,
     ModeOpt,
     NameOpt,
+    ProtocolOpt,
     RefSetOpt,
+    ReleasedJudgeOpt,
     RolesOpt,
     RunDirOpt,
     WorkersOpt,
@@ -90,7 +92,8 @@ def eval_cmd(
     ] = None,
     base_url: BaseUrlOpt = None,
     api_key_env: KeyEnvOpt = None,
-    protocol: Annotated[str, typer.Option(help="Judge protocol: official, swap or per-metric.")] = "official",
+    protocol: ProtocolOpt = "official",
+    released_judge: ReleasedJudgeOpt = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Judge requests in flight at once.")] = 8,
     max_cost: Annotated[float | None, typer.Option(help="Stop judging before spending more (USD).")] = None,
     metrics: Annotated[
@@ -116,6 +119,7 @@ def eval_cmd(
             base_url,
             api_key_env,
             protocol=protocol,
+            released_judge=released_judge,
             concurrency=concurrency,
             max_cost_usd=max_cost,
         )

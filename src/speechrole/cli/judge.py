@@ -10,7 +10,9 @@ from rich.markup import escape
 
 from speechrole.cli.common import (
     ModeOpt,
+    ProtocolOpt,
     RefSetOpt,
+    ReleasedJudgeOpt,
     RolesOpt,
     app,
     err,
@@ -38,7 +40,8 @@ def judge(
     model: Annotated[
         str | None, typer.Option(help="Which model_output/<model> to judge in an official tree.")
     ] = None,
-    protocol: Annotated[str, typer.Option(help="official, swap or per-metric.")] = "official",
+    protocol: ProtocolOpt = "official",
+    released_judge: ReleasedJudgeOpt = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 8,
     max_cost: Annotated[
         float | None, typer.Option(help="Stop cleanly before spending more than this (USD).")
@@ -85,6 +88,7 @@ def judge(
         api_key_env,
         check_key=not estimate_only,
         protocol=protocol,
+        released_judge=released_judge,
         concurrency=concurrency,
         timeout_s=timeout,
         max_retries=max_retries,

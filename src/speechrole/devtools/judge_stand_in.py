@@ -116,6 +116,21 @@ class ServerState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def audio_bytes(data: str) -> bytes:
+    """A clip's bytes from an `input_audio` part's data: base64, or a `data:...;base64,` URL."""
+    if data.startswith("data:") and ";base64," in data:
+        data = data.split(";base64,", 1)[1]
+    return base64.b64decode(data)
+
+
+def asked_metrics(texts: str) -> list[str]:
+    """The aspects a prompt asks for: `### Metric` headers, or a definition led by the metric's name
+    in words ("Speech Fluency: ...", one aspect per call in the released v1 judge)."""
+    return [m for m in METRICS if f"### {m}" in texts] or [
+        m for m in METRICS if f"{m.replace('_', ' ')}:" in texts
+    ]
+
+
 def _prompt_sha(messages: list[dict[str, Any]]) -> str:
     """Same shape as `JudgeRequest.prompt_sha256`: system text, then each text or `<clip sha>`."""
     system = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
@@ -123,7 +138,7 @@ def _prompt_sha(messages: list[dict[str, Any]]) -> str:
     user = next((m for m in messages if m.get("role") == "user"), {"content": []})
     for part in user["content"] if isinstance(user["content"], list) else []:
         if part.get("type") == "input_audio":
-            raw = base64.b64decode(part["input_audio"]["data"])
+            raw = audio_bytes(part["input_audio"]["data"])
             shape.append(f"<clip {hashlib.sha256(raw).hexdigest()}>")
         else:
             shape.append(part.get("text", ""))
@@ -156,14 +171,20 @@ def _answer(body: dict[str, Any], fault: str, bias_a: int, side_score: SideScore
     user = next(m for m in body["messages"] if m.get("role") == "user")
     parts = user["content"]
     texts = "\n".join(p.get("text", "") for p in parts if p.get("type") == "text")
-    metrics = [m for m in METRICS if f"### {m}" in texts] or list(METRICS)
+    metrics = asked_metrics(texts) or list(METRICS)
     audio_a, audio_b = sides(parts)
     if side_score is None:
         a, b = _score("".join(audio_a)), _score("".join(audio_b))
     else:
-        a = side_score([base64.b64decode(x) for x in audio_a])
-        b = side_score([base64.b64decode(x) for x in audio_b])
+        a = side_score([audio_bytes(x) for x in audio_a])
+        b = side_score([audio_bytes(x) for x in audio_b])
     a = min(10, a + bias_a)
+    if "[Scores]" in texts and len(metrics) == 1:  # a free-text answer ending in paired scores
+        if fault in ("missing_metric", "string_score", "fenced", "prose"):
+            return f"Model A and Model B on {metrics[0]}: no scores given."
+        if fault == "empty":
+            return ""
+        return f"Model A {a} against Model B {b} on {metrics[0]}.\n\n[Scores]: ({11 if fault == 'out_of_range' else a}, {b})"
     answer: dict[str, Any] = {
         m: {"reason": f"A {a} vs B {b} on {m}.", "score_a": a, "score_b": b} for m in metrics
     }
@@ -188,7 +209,7 @@ def _asks_for_scores(body: dict[str, Any]) -> bool:
     user = next((m for m in body["messages"] if m.get("role") == "user"), {})
     content = user.get("content")
     texts = [p.get("text", "") for p in content] if isinstance(content, list) else [str(content or "")]
-    return any(f"### {m}" in t for t in texts for m in METRICS)
+    return bool(asked_metrics("\n".join(texts)))
 
 
 def _speech_answer(body: dict[str, Any], number: int) -> dict[str, Any]:

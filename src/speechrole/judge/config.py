@@ -57,6 +57,7 @@ class JudgeConfig:
     roles: tuple[str, ...] | None = None
     modes: tuple[Mode, ...] | None = None
     rubric_path: Path | None = None
+    released_judge: Path | None = None  # the user's copy of the released judge script (`released`)
     prices_path: Path | None = None
     cache_path: Path | None = None
     use_cache: bool = True
@@ -91,6 +92,7 @@ class JudgeConfig:
             "max_retries": self.max_retries,
             "max_reasks": self.max_reasks,
             "rubric": str(self.rubric_path) if self.rubric_path else "bundled",
+            **({"released_judge": str(self.released_judge)} if self.released_judge else {}),
         }
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from speechrole.fileio import resolve_inside
 from speechrole.judge.clips import ClipStore
 from speechrole.judge.config import JudgeTarget
-from speechrole.judge.protocol import JudgeRequest, Order, Protocol, build_request
-from speechrole.judge.rubric import Rubric
+from speechrole.judge.protocol import JudgeRequest, Order, Protocol, RubricPrompter
+from speechrole.judge.released import ReleasedJudge
 from speechrole.outputs import OutputTurn, read_role_output
 from speechrole.problems import DataError
 from speechrole.run import judge_inputs
@@ -61,15 +61,15 @@ class Planner:
         bench: Benchmark,
         target: JudgeTarget,
         protocol: Protocol,
-        rubric: Rubric,
+        prompter: RubricPrompter | ReleasedJudge,
         clips: ClipStore,
         key: Callable[[JudgeRequest], str],
     ) -> None:
-        self.bench, self.target, self.protocol, self.rubric, self.clips = (
+        self.bench, self.target, self.protocol, self.prompter, self.clips = (
             bench,
             target,
             protocol,
-            rubric,
+            prompter,
             clips,
         )
         self._key = key
@@ -158,8 +158,8 @@ class Planner:
             if job.error is not None:
                 out.append(Task(tid, job.sample, order, metrics, error=job.error))
                 continue
-            request = build_request(
-                self.protocol, self.rubric, job.role, job.sample, order, metrics, tests, refs
+            request = self.prompter.request(
+                self.protocol, job.role, job.sample, self.bench, order, metrics, tests, refs
             )
             out.append(
                 Task(tid, job.sample, order, metrics, request=request, key=self._key(request), inputs=inputs)

@@ -11,11 +11,16 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from speechrole.audio import AudioPolicy
+from speechrole.judge.parse import parse_answer
 from speechrole.judge.rubric import Rubric
-from speechrole.schema import METRICS, ClipRef, Role, Sample
+from speechrole.schema import METRICS, Benchmark, ClipRef, MetricScore, Role, Sample
+
+if TYPE_CHECKING:
+    from speechrole.judge.config import JudgeConfig
+    from speechrole.judge.released import ReleasedJudge
 
 Order = Literal["AB", "BA"]
 
@@ -77,11 +82,36 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
+#: Built at run time from the user's copy of the released judge script (`judge.released`).
+RELEASED = "released"
+
+
 def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}") from None
+        names = ", ".join([*PROTOCOLS, RELEASED])
+        raise ValueError(f"unknown protocol {name!r}; choose one of {names}") from None
+
+
+def released_protocol(judge: ReleasedJudge) -> Protocol:
+    """The released judge as a protocol: its calls, answer format and audio preparation."""
+    calls = (
+        "one call per metric, free-text '[Scores]' answer"
+        if judge.per_metric
+        else "one call per sample, JSON answer"
+    )
+    return Protocol(
+        name=RELEASED,
+        version=str(judge.version),
+        description=f"the released SpeechRole judge v{judge.version}, its texts read from {judge.path.name} "
+        f"(sha256 {judge.sha256[:12]}): {calls}; the only protocol comparable with published numbers",
+        orders=("AB",),
+        per_metric=judge.per_metric,
+        round_labels=False,
+        example_scores=None,
+        audio=judge.audio,
+    )
 
 
 @dataclass(frozen=True)
@@ -100,6 +130,7 @@ class JudgeRequest:
     system: str
     parts: tuple[Part, ...]
     clips: tuple[ClipRef, ...]
+    data_prefix: str = ""  # put before each clip's base64 (the released judge sends data URLs)
 
     @property
     def prompt_sha256(self) -> str:
@@ -108,6 +139,8 @@ class JudgeRequest:
             self.system,
             *[p.text if p.text is not None else f"<clip {self.clips[p.clip].sha256}>" for p in self.parts],
         ]  # type: ignore[index]
+        if self.data_prefix:
+            shape.append(f"<data prefix {self.data_prefix}>")
         return hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode("utf-8")).hexdigest()
 
     def messages(self, clip_base64: Callable[[ClipRef], str]) -> list[dict[str, Any]]:
@@ -118,7 +151,10 @@ class JudgeRequest:
             else:
                 clip = self.clips[p.clip]  # type: ignore[index]
                 content.append(
-                    {"type": "input_audio", "input_audio": {"data": clip_base64(clip), "format": "wav"}}
+                    {
+                        "type": "input_audio",
+                        "input_audio": {"data": self.data_prefix + clip_base64(clip), "format": "wav"},
+                    }
                 )
         return [{"role": "system", "content": self.system}, {"role": "user", "content": content}]
 
@@ -172,3 +208,47 @@ def build_request(
         )
     )
     return JudgeRequest(sample.key, order, metrics, rubric.system, tuple(parts), tuple(clips))
+
+
+class RubricPrompter:
+    """Requests from speechrole's rubric (the `official`, `swap` and `per-metric` protocols)."""
+
+    def __init__(self, rubric: Rubric) -> None:
+        self.rubric = rubric
+
+    @property
+    def tag(self) -> str:
+        return f"rubric-{self.rubric.sha256[:12]}"
+
+    def key_parts(self) -> dict[str, str]:
+        return {}  # the rubric reaches the cache key through the prompt text
+
+    def sampling(self, config: JudgeConfig) -> dict[str, Any]:
+        return config.sampling()
+
+    def request(
+        self,
+        protocol: Protocol,
+        role: Role,
+        sample: Sample,
+        bench: Benchmark,
+        order: Order,
+        metrics: tuple[str, ...],
+        tests: list[ClipRef],
+        refs: list[ClipRef],
+    ) -> JudgeRequest:
+        return build_request(protocol, self.rubric, role, sample, order, metrics, tests, refs)
+
+    def parse(self, text: str, metrics: tuple[str, ...], order: str) -> dict[str, MetricScore]:
+        return parse_answer(text, metrics, order)
+
+    def reask(self, messages: list[dict[str, Any]], answer: str, problem: str) -> list[dict[str, Any]]:
+        """The conversation for a re-ask: the answer, then what was wrong with it."""
+        return [
+            *messages,
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": self.rubric.reask.format(problem=problem)},
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return {"rubric_sha256": self.rubric.sha256, "rubric_version": self.rubric.version}

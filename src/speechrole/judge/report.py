@@ -78,11 +78,12 @@ def export_test_results(bench: Benchmark, judgments: list[Judgment], results_dir
 def write_summary(
     path: Path, system: SystemResults | None, bench: Benchmark, judge: dict[str, Any], planned: int
 ) -> dict[str, Any]:
-    """Scores with intervals (`score_systems`, as `speechrole score` computes them), call counts by
+    """Scores with intervals (`score_systems`, as `speechrole score` computes them), the order effects of a
+    two-order protocol (`score.order.order_effects`, via the same scores; null otherwise), call counts by
     outcome, stale judgments, usage and cost: a deterministic function of the run's files."""
     system = system or SystemResults(name=path.parent.name, source=path.parent)
     judgments = system.judgments
-    report = score_systems([system], bench=bench)
+    scores = score_systems([system], bench=bench).systems[0]
     usage: dict[str, int] = defaultdict(int)
     unscored: dict[str, int] = defaultdict(int)
     for j in judgments:
@@ -111,7 +112,8 @@ def write_summary(
         "unscored_by_kind": dict(sorted(unscored.items())),
         "usage": dict(sorted(usage.items())),
         "cost_usd": round(sum(costs), 6) if costs else None,
-        "scores": report.systems[0].to_dict(),
+        "order_effects": scores.order_effects.to_dict() if scores.order_effects else None,
+        "scores": scores.to_dict(),
     }
     write_json_atomic(path, summary)
     return summary

@@ -27,12 +27,20 @@ from speechrole.judge.cache import JudgeCache, cache_key, default_cache_path
 from speechrole.judge.clips import ClipStore
 from speechrole.judge.config import JudgeConfig, JudgeTarget
 from speechrole.judge.log import JudgmentLog, latest_by_task, read_judgments
-from speechrole.judge.parse import AnswerError, parse_answer
+from speechrole.judge.parse import AnswerError
 from speechrole.judge.plan import Job, Planner, Task
 from speechrole.judge.prices import Price, load_prices, price_for
-from speechrole.judge.protocol import JudgeRequest, Protocol, get_protocol
+from speechrole.judge.protocol import (
+    RELEASED,
+    JudgeRequest,
+    Protocol,
+    RubricPrompter,
+    get_protocol,
+    released_protocol,
+)
+from speechrole.judge.released import ReleasedJudge, load_released
 from speechrole.judge.report import export_test_results, write_summary
-from speechrole.judge.rubric import Rubric, load_rubric
+from speechrole.judge.rubric import load_rubric
 from speechrole.problems import DataError, Problem
 from speechrole.schema import Benchmark, Judgment, Sample, task_id
 
@@ -81,8 +89,13 @@ class JudgeRun:
         self, bench: Benchmark, target: JudgeTarget, config: JudgeConfig, reporter: Reporter | None = None
     ):
         self.bench, self.target, self.config = bench, target, config
-        self.protocol: Protocol = get_protocol(config.protocol)
-        self.rubric: Rubric = load_rubric(config.rubric_path)
+        self.prompter: RubricPrompter | ReleasedJudge
+        if config.protocol == RELEASED:
+            self.prompter = load_released(config.released_judge)
+            self.protocol: Protocol = released_protocol(self.prompter)
+        else:
+            self.protocol = get_protocol(config.protocol)
+            self.prompter = RubricPrompter(load_rubric(config.rubric_path))
         self.price: Price | None = price_for(config.model, load_prices(config.prices_path))
         if config.max_cost_usd is not None and self.price is None:
             raise ValueError(
@@ -93,7 +106,7 @@ class JudgeRun:
         self.outcome = JudgeOutcome()
         self.cache = JudgeCache(config.cache_path or default_cache_path()) if config.use_cache else None
         self.planner = Planner(
-            bench, target, self.protocol, self.rubric, ClipStore(self.protocol.audio, self.cache), self._key
+            bench, target, self.protocol, self.prompter, ClipStore(self.protocol.audio, self.cache), self._key
         )
         self._current: dict[str, Task] = {}  # task id -> the task as planned now (key or error)
         self._reserved_usd = 0.0
@@ -125,8 +138,14 @@ class JudgeRun:
             prompt=request.prompt_sha256,
             order=request.order,
             metrics=list(request.metrics),
-            sampling=self.config.sampling(),
+            sampling=self.sampling,
+            **self.prompter.key_parts(),
         )
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """What the request asks of the sampler (the released judge: its script's own options)."""
+        return self.prompter.sampling(self.config)
 
     def estimate_pending(self) -> float | None:
         """The cost estimate `run()` would print, without running (`--estimate-only`)."""
@@ -164,8 +183,9 @@ class JudgeRun:
 
     @property
     def version(self) -> str:
-        """The protocol's version and the rubric's hash: with the model, the judge configuration."""
-        return f"{self.protocol.version}/rubric-{self.rubric.sha256[:12]}"
+        """The protocol's version and the rubric's (or released script's) hash: with the model, the judge
+        configuration."""
+        return f"{self.protocol.version}/{self.prompter.tag}"
 
     def _judgment(self, task: Task, **fields: Any) -> Judgment:
         request = task.request
@@ -185,7 +205,7 @@ class JudgeRun:
             protocol_version=self.version,
             judge_model=self.config.model,
             base_url=self.config.base_url,
-            sampling=self.config.sampling(),
+            sampling=self.sampling,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extra,
             **fields,
@@ -274,8 +294,8 @@ class JudgeRun:
     ) -> tuple[Judgment, float]:
         """Ask; re-ask (a bounded number of times, within budget) when the answer is unusable."""
         c = self.config
-        body: dict[str, Any] = {"model": c.model, "messages": messages, "temperature": c.temperature}
-        body.update({k: v for k, v in (("seed", c.seed), ("max_tokens", c.max_tokens)) if v is not None})
+        body: dict[str, Any] = {"model": c.model, "messages": messages}
+        body.update({k: v for k, v in self.sampling.items() if v is not None})
         usage: dict[str, int] = {}
         charged, recorded = 0.0, None
         reasks = retries = 0
@@ -312,7 +332,7 @@ class JudgeRun:
                 "reasks": reasks,
             }
             try:
-                scores = parse_answer(result.text, task.metrics, task.order)
+                scores = self.prompter.parse(result.text, task.metrics, task.order)
             except AnswerError as exc:
                 if reasks >= c.max_reasks or self._over_budget(reservation + charged):
                     why = "re-asks exhausted" if reasks >= c.max_reasks else "no budget left to re-ask"
@@ -321,11 +341,7 @@ class JudgeRun:
                         task, status="unscored", error=message, error_kind="unusable_answer", **call
                     ), charged
                 reasks += 1
-                follow_up = [
-                    {"role": "assistant", "content": result.text},
-                    {"role": "user", "content": self.rubric.reask.format(problem=exc)},
-                ]
-                body = {**body, "messages": [*body["messages"], *follow_up]}
+                body = {**body, "messages": self.prompter.reask(messages, result.text, str(exc))}
                 continue
             if self.cache is not None:
                 payload = {
@@ -343,7 +359,7 @@ class JudgeRun:
         if hit is None:
             return None
         try:  # an entry that no longer parses (a stricter parser, a damaged file) is a miss, not an error
-            scores = parse_answer(hit["text"], task.metrics, task.order)
+            scores = self.prompter.parse(hit["text"], task.metrics, task.order)
         except (AnswerError, KeyError, TypeError):
             return None
         return self._judgment(
@@ -512,8 +528,8 @@ class JudgeRun:
             "protocol_version": self.protocol.version,
             "protocol_description": self.protocol.description,
             "audio_policy": self.protocol.audio.id,
-            "rubric_sha256": self.rubric.sha256,
-            "rubric_version": self.rubric.version,
+            "sampling": self.sampling,
+            **self.prompter.describe(),
         }
 
     def _write_run_json(self) -> None:

@@ -21,6 +21,7 @@ from speechrole.problems import DataError, Problem
 from speechrole.results import SystemResults
 from speechrole.run import Run
 from speechrole.schema import METRIC_ABBREV, METRICS, Benchmark, Judgment, Sample
+from speechrole.score.order import flipped
 from speechrole.score.sample import SampleScore, sample_score
 
 #: Measures shown under each clip in the drill-down.
@@ -152,13 +153,9 @@ def sample_flags(
     by_order = {j.order: j for j in judgments if j.status == "scored"}
     if "AB" in by_order and "BA" in by_order:
         ab, ba = by_order["AB"].scores, by_order["BA"].scores
-        flipped = [
-            METRIC_ABBREV[m]
-            for m in METRICS
-            if m in ab and m in ba and (ab[m].test > ab[m].ref) != (ba[m].test > ba[m].ref)
-        ]
-        if flipped:
-            flags.append("order-inconsistent: " + ", ".join(flipped))
+        flips = [METRIC_ABBREV[m] for m in METRICS if m in ab and m in ba and flipped(ab[m], ba[m])]
+        if flips:  # the flip of `score.order.order_effects`: a tie is a side of its own
+            flags.append("order-inconsistent: " + ", ".join(flips))
     for t in turns:
         if t.agent.text is None:
             flags.append(f"turn {t.index + 1}: no answer")

@@ -11,6 +11,7 @@ from pathlib import Path
 from speechrole.results import SystemResults, discover_systems, read_any
 from speechrole.schema import Benchmark
 from speechrole.score.aggregate import Failures, ScoreReport, score_systems
+from speechrole.score.order import OrderEffects, order_effects
 from speechrole.score.stats import BootstrapSpec
 from speechrole.score.table import Split
 
@@ -28,4 +29,13 @@ def load_systems(paths: list[Path], bench: Benchmark | None = None) -> list[Syst
     return systems
 
 
-__all__ = ["BootstrapSpec", "Failures", "ScoreReport", "Split", "load_systems", "score_systems"]
+__all__ = [
+    "BootstrapSpec",
+    "Failures",
+    "OrderEffects",
+    "ScoreReport",
+    "Split",
+    "load_systems",
+    "order_effects",
+    "score_systems",
+]

@@ -24,6 +24,7 @@ from speechrole.problems import Problem
 from speechrole.results import SystemResults, problem_kind
 from speechrole.schema import GROUPS, METRICS, Benchmark, Language, Mode
 from speechrole.score.objective import correlations, objective_dict, objective_table, summarize_objective
+from speechrole.score.order import OrderEffects, OrderStat, order_effects
 from speechrole.score.sample import sample_score
 from speechrole.score.stats import (
     BootstrapSpec,
@@ -175,6 +176,7 @@ class SystemScores:
     flags: Flags
     problems: list[Problem]
     order_consistency: OrderConsistency | None = None
+    order_effects: OrderEffects | None = None  # None unless judged in both orders (see score/order.py)
     objective: dict[str, object] | None = None  # objective metrics and correlations (see score/objective.py)
     judge: dict[str, str] | None = None  # the judge configuration (model, protocol, version)
 
@@ -192,6 +194,7 @@ class SystemScores:
             "splits": [s.to_dict() for s in self.summaries],
             "flags": self.flags.to_dict(),
             "order_consistency": self.order_consistency.to_dict() if self.order_consistency else None,
+            "order_effects": self.order_effects.to_dict() if self.order_effects else None,
             "objective": self.objective,
             "problems": [p.to_dict() for p in self.problems],
         }
@@ -384,7 +387,7 @@ class OrderConsistency:
     """How often the judge preferred the same side when the two answers were heard in both orders.
 
     Per sample and metric, consistent when the sign of s_test - s_ref is the same in order AB and BA
-    (a tie counts as a sign of its own).
+    (a tie counts as a sign of its own): 1 - the flip rate of `score.order.order_effects`.
     """
 
     n_samples: int
@@ -401,35 +404,22 @@ class OrderConsistency:
         }
 
 
-def order_consistency(judgments: list) -> OrderConsistency | None:
-    """None when no sample was judged in both orders."""
-    by_sample: dict[str, dict[str, list]] = defaultdict(lambda: {"AB": [], "BA": []})
-    for j in judgments:
-        if j.status == "scored":
-            by_sample[j.sample][j.order].append(j)
-    agree: dict[str, list[bool]] = defaultdict(list)
-    inconsistent: set[str] = set()
-    n_samples = 0
-    for key, orders in by_sample.items():
-        if not orders["AB"] or not orders["BA"]:
-            continue
-        n_samples += 1
-        for metric in METRICS:
-            ab = [j.scores[metric] for j in orders["AB"] if metric in j.scores]
-            ba = [j.scores[metric] for j in orders["BA"] if metric in j.scores]
-            if ab and ba:
-                same = np.sign(ab[-1].test - ab[-1].ref) == np.sign(ba[-1].test - ba[-1].ref)
-                agree[metric].append(bool(same))
-                if not same:
-                    inconsistent.add(key)
-    if not n_samples:
+def order_consistency(effects: OrderEffects | None) -> OrderConsistency | None:
+    """The consistency view of `order_effects` (1 - flip rate); None when no sample was judged in both
+    orders."""
+    if effects is None or not effects.n_paired_samples:
         return None
-    flat = [a for values in agree.values() for a in values]
+
+    def rate(stat: OrderStat) -> float | None:
+        return (stat.n_paired - stat.n_flips) / stat.n_paired if stat.n_paired else None
+
+    pooled = effects.overall
+    pairs = sum(s.n_paired for s in effects.by_metric.values())
     return OrderConsistency(
-        n_samples=n_samples,
-        rate=float(np.mean(flat)) if flat else None,
-        by_metric={m: float(np.mean(agree[m])) for m in METRICS if agree[m]},
-        inconsistent_samples=sorted(inconsistent, key=split_key),
+        n_samples=effects.n_paired_samples,
+        rate=(pairs - pooled.n_flips) / pairs if pairs else None,
+        by_metric={m: r for m, s in effects.by_metric.items() if (r := rate(s)) is not None},
+        inconsistent_samples=effects.flipped_samples,
     )
 
 
@@ -588,6 +578,7 @@ def score_systems(
     scored: list[SystemScores] = []
     for system in systems:
         table = tables[system.name]
+        effects = order_effects(system.judgments, spec)
         summaries = []
         for split in _splits_for(table, by):
             subset = select(table, split)
@@ -603,7 +594,8 @@ def score_systems(
                 summaries=summaries,
                 flags=build_flags(system, table, bench, failures),
                 problems=system.problems,
-                order_consistency=order_consistency(system.judgments),
+                order_consistency=order_consistency(effects),
+                order_effects=effects,
                 judge=system.judge.to_dict() if system.judge is not None else None,
                 objective=_objective(
                     system, table, by, spec, lambda keys: row_labels(keys, bench, overrides)

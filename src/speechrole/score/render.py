@@ -228,6 +228,57 @@ def comparison_table(report: ScoreReport, sep: str = " ") -> TextTable | None:
     )
 
 
+def order_effects_tables(report: ScoreReport, sep: str = " ") -> list[TextTable]:
+    """One table per system judged in both orders (`score.order.order_effects`); none for the others."""
+    tables = []
+    for s in report.systems:
+        e = s.order_effects
+        if e is None:
+            continue
+        rows = [
+            [
+                label,
+                fmt_ci(st.first, sep),
+                fmt_ci(st.second, sep),
+                fmt_ci(st.tie, sep),
+                fmt_ci(st.first_minus_second, sep),
+                str(st.n_comparisons),
+                fmt_ci(st.flip_rate, sep),
+                fmt_ci(st.mean_abs_diff, sep),
+                str(st.n_paired),
+            ]
+            for label, st in [("overall", e.overall), *((METRIC_ABBREV[m], e.by_metric[m]) for m in METRICS)]
+        ]
+        notes = [
+            f"{e.n_paired_samples} of {e.n_samples} samples judged in both orders (flip rate, |AB−BA|); "
+            f"{e.n_one_order_samples} in one order only (preference only)"
+        ]
+        tables.append(
+            TextTable(
+                f"Order effects: {s.name}",
+                [
+                    "metric",
+                    "first heard wins",
+                    "second heard wins",
+                    "tie",
+                    "first − second",
+                    "comparisons",
+                    "flip rate",
+                    "mean |AB−BA|",
+                    "samples in both orders",
+                ],
+                rows,
+                "shares of comparisons (judgment × metric) where the answer heard first (AB: agent, BA: "
+                "reference) or second scored higher; flip: the preferred side (sign of s_test − s_ref, a tie "
+                "its own side) differs between AB and BA; |AB−BA|: per sample |r_AB − r_BA|, r = "
+                "s_test/s_ref; overall pools all metrics · "
+                f"[{e.confidence:.0%} CI: bootstrap over samples, {e.replicates} replicates, seed {e.seed}]",
+                notes,
+            )
+        )
+    return tables
+
+
 def flags_table(report: ScoreReport) -> TextTable:
     rows = []
     notes: list[str] = []
@@ -402,9 +453,9 @@ def all_tables(report: ScoreReport, sep: str = " ", detail: bool = False) -> lis
         lambda: objective_role_table(report),
         lambda: correlation_table(report, sep),
         lambda: detail_table(report) if detail else None,
-        lambda: flags_table(report) if judged else None,
     ]
-    return [t for t in (b() for b in builders) if t is not None]
+    tables = [t for t in (b() for b in builders) if t is not None] + order_effects_tables(report, sep)
+    return [*tables, flags_table(report)] if judged else tables
 
 
 def render_terminal(report: ScoreReport, console: object | None = None, detail: bool = False) -> None:
