@@ -56,6 +56,8 @@ class JudgeConfig:
     limit: int | None = None
     roles: tuple[str, ...] | None = None
     modes: tuple[Mode, ...] | None = None
+    samples: tuple[str, ...] | None = None  # only these sample keys (probes and canaries)
+    orders: tuple[str, ...] | None = None  # instead of the protocol's orders (the swap-positions probe)
     rubric_path: Path | None = None
     released_judge: Path | None = None  # the user's copy of the released judge script (`released`)
     prices_path: Path | None = None

@@ -471,8 +471,8 @@ class ReleasedJudge:
     ) -> JudgeRequest:
         from speechrole.judge.protocol import JudgeRequest, Part
 
-        if order != "AB":
-            raise ValueError("the released judge hears the tested agent first (order AB) only")
+        if order == "BA":  # only asked by the swap-positions probe: the sides change places
+            tests, refs = refs, tests
         system, pieces = released_parts(self, role, sample, bench, metrics[0] if self.per_metric else None)
         parts: list[Part] = []
         clips: list[ClipRef] = []

@@ -11,6 +11,7 @@ that still match the current outputs and judge configuration.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import typing
 from concurrent.futures import ThreadPoolExecutor
@@ -96,6 +97,8 @@ class JudgeRun:
         else:
             self.protocol = get_protocol(config.protocol)
             self.prompter = RubricPrompter(load_rubric(config.rubric_path))
+        if config.orders is not None:
+            self.protocol = dataclasses.replace(self.protocol, orders=tuple(config.orders))  # type: ignore[arg-type]
         self.price: Price | None = price_for(config.model, load_prices(config.prices_path))
         if config.max_cost_usd is not None and self.price is None:
             raise ValueError(
@@ -124,7 +127,9 @@ class JudgeRun:
         chosen = [
             s
             for s in self.bench.samples
-            if (c.roles is None or s.role in c.roles) and (c.modes is None or s.mode in c.modes)
+            if (c.roles is None or s.role in c.roles)
+            and (c.modes is None or s.mode in c.modes)
+            and (c.samples is None or s.key in c.samples)
         ]
         return chosen[: c.limit] if c.limit is not None else chosen
 
