@@ -65,6 +65,13 @@ def judge(
         bool, typer.Option("--estimate-only", help="Print the cost estimate and stop.")
     ] = False,
     reference_set: RefSetOpt = None,
+    canary: Annotated[
+        bool,
+        typer.Option("--canary", help="Ask the benchmark's drift canaries first; stop if the judge moved."),
+    ] = False,
+    canary_threshold: Annotated[
+        float, typer.Option(min=0.0, help="Canary drift that stops the run: mean |change| in points.")
+    ] = 0.5,
 ) -> None:
     """Judge a run's spoken answers against the references with an audio LLM (resumable, cached)."""
     from speechrole.judge.runner import JudgeRun, JudgeTarget
@@ -104,6 +111,8 @@ def judge(
         prices_path=prices,
         cache_path=cache,
         use_cache=use_cache,
+        canary=canary,
+        canary_threshold=canary_threshold,
     )
     progress = LiveProgress(err)
     try:
@@ -128,7 +137,30 @@ def judge(
         raise typer.Exit(3)
 
 
+def _print_canary(result) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    if result.recorded:
+        out.print(f"canaries: first answers of this judge configuration recorded in {result.store}")
+        return
+    table = Table(
+        title=f"Drift canaries: {result.judge['model']} · {result.judge['protocol']} {result.judge['version']}",
+        caption=f"change since the stored answers ({result.store}); stop above {result.threshold} points",
+        title_justify="left",
+    )
+    for col in ("metric", "n", "Δ test", "Δ reference", "mean |Δ|", "drifted"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for d in result.drift:
+        table.add_row(
+            d.metric, str(d.n), f"{d.shift_test:+.2f}", f"{d.shift_ref:+.2f}", f"{d.mean_abs:.2f}",
+            "[red]yes[/]" if d.drifted else "no",
+        )  # fmt: skip
+    out.print(table)
+
+
 def _print_judge_outcome(o) -> None:  # type: ignore[no-untyped-def]
+    if o.canary is not None:
+        _print_canary(o.canary)
     est = "unknown (no price for this model)" if o.estimate_usd is None else f"${o.estimate_usd:.4f}"
     if o.planned == 0:
         out.print("[yellow]nothing to judge: no sample matches the selection[/]")

@@ -179,16 +179,51 @@ def view(
 
 @app.command()
 def agreement(
-    runs_dir: Annotated[Path, typer.Argument(help="The folder given to `speechrole view`.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="RUNS_DIR (the folder given to `speechrole view`): the judge against human ratings. "
+            "A B (two runs or results trees): judge A against judge B. One run or folder of runs with "
+            "--judges: its two judge configurations.",
+            metavar="PATH",
+            show_default=False,
+        ),
+    ],
     ratings: Annotated[
         Path | None, typer.Option(help="Ratings database (default: RUNS_DIR/ratings.sqlite).")
     ] = None,
+    two_configs: Annotated[
+        bool,
+        typer.Option("--judges", help="Compare two judge configurations of one run (or folder of runs)."),
+    ] = False,
+    config: Annotated[
+        list[str],
+        typer.Option(
+            "--config",
+            help="A judge configuration: its label, or a unique part of it such as the model. With --judges "
+            "give it twice (A, then B); with A B, once for both sides or twice (A's, then B's).",
+        ),
+    ] = [],  # noqa: B006 - typer needs a literal default
+    mapping: Annotated[
+        list[str],
+        typer.Option("--map", help="NAME_A=NAME_B: system NAME_A of A is NAME_B of B (repeatable)."),
+    ] = [],  # noqa: B006 - typer needs a literal default
     fmt: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Judge vs judge: write JSONL, one record per system x metric and ranking."
+        ),
+    ] = None,
     replicates: Annotated[int, typer.Option(min=100, help="Bootstrap replicates.")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    failures: Annotated[
+        str, typer.Option(help="Judge vs judge, agent failures: zero (score 0, as score) or exclude.")
+    ] = "zero",
 ) -> None:
     """Judge against human ratings per metric (Spearman, Kendall) and Krippendorff's alpha between raters
-    and between repeated judgments, with bootstrap intervals."""
+    and between repeated judgments; or judge against judge per system and metric (Spearman, Kendall,
+    alpha, mean shift) and on the systems' ranking; with bootstrap intervals."""
     import json
 
     from rich.table import Table
@@ -197,6 +232,57 @@ def agreement(
     from speechrole.agreement import agreement as compute
     from speechrole.schema import METRIC_ABBREV
 
+    if two_configs or len(paths) == 2:
+        from speechrole import judge_agreement as ja
+
+        if fmt not in (Format.table, Format.json):
+            raise fail(f"--format {fmt.value}: judge vs judge prints table or json")
+        if two_configs and len(paths) != 1:
+            raise fail(f"--judges compares the judge configurations of one run, got {len(paths)} paths")
+        if ratings is not None:
+            raise fail("--ratings is for the judge against human ratings (one RUNS_DIR, no --judges)")
+        if len(config) > 2:
+            raise fail(f"--config: at most two (A, then B), got {len(config)}")
+        try:
+            if two_configs:
+                side_a, side_b = ja.load_judges(paths[0], config)
+            else:
+                side_a = ja.load_side(paths[0], config[0] if config else None)
+                side_b = ja.load_side(paths[1], config[-1] if config else None)
+            pairing = ja.pair_systems(list(side_a.systems), list(side_b.systems), ja.parse_map(mapping))
+        except DataError as exc:
+            raise fail(exc.problem.describe()) from None
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        for side in (side_a, side_b):
+            print_stale(list(side.systems.values()))
+        for line in ja.notes(side_a, side_b, pairing):
+            err.print(f"[yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
+        if not pairing.pairs:
+            raise fail("no system is in both A and B (name them with --map NAME_A=NAME_B)")
+        try:
+            result = ja.compare_judges(
+                side_a, side_b, pairing, replicates=replicates, seed=seed, failures=failures
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        if output is not None:
+            from speechrole.fileio import write_text_atomic
+
+            lines = [json.dumps(r, ensure_ascii=False) for r in result.records()]
+            write_text_atomic(output, "".join(line + "\n" for line in lines))
+            err.print(f"wrote {output}", highlight=False)
+        if fmt is Format.json:
+            sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        else:
+            ja.render_terminal(result, out)
+        return
+    if len(paths) != 1:
+        raise fail(f"give RUNS_DIR, or two runs or results trees A B; got {len(paths)} paths")
+    unused = [o for o, v in (("--config", config), ("--map", mapping), ("--output", output)) if v]
+    if unused:
+        raise fail(f"{', '.join(unused)}: for judge vs judge (A B, or --judges)")
+    runs_dir = paths[0]
     try:
         human, judges, raters, n = collect(runs_dir, ratings)
     except FileNotFoundError as exc:

@@ -58,6 +58,8 @@ class JudgeConfig:
     modes: tuple[Mode, ...] | None = None
     samples: tuple[str, ...] | None = None  # only these sample keys (probes and canaries)
     orders: tuple[str, ...] | None = None  # instead of the protocol's orders (the swap-positions probe)
+    canary: bool = False  # ask the benchmark's drift canaries first; stop if the judge moved
+    canary_threshold: float = 0.5  # mean absolute change of the canary scores, points, per metric
     rubric_path: Path | None = None
     released_judge: Path | None = None  # the user's copy of the released judge script (`released`)
     prices_path: Path | None = None

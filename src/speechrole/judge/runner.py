@@ -79,6 +79,7 @@ class JudgeOutcome:
     spent_usd: float = 0.0
     estimate_usd: float | None = None
     stopped: str | None = None
+    canary: Any = None  # a `canary.CanaryResult` when the canaries were asked
     problems: list[Problem] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
 
@@ -475,6 +476,11 @@ class JudgeRun:
         o.planned = len(jobs) * self.protocol.calls_per_sample()
         o.estimate_usd = self.estimate(jobs, done)
         self._write_run_json()
+        if c.canary and await self._canaries_drifted():
+            self._planning.shutdown(wait=False)
+            if self.cache is not None:
+                self.cache.close()
+            return o
         self.reporter.start(len(jobs), o.planned, o.estimate_usd)
         log = JudgmentLog(log_path)
         queue: asyncio.Queue[Job] = asyncio.Queue()
@@ -505,6 +511,27 @@ class JudgeRun:
             if self.cache is not None:
                 self.cache.close()
         return o
+
+    async def _canaries_drifted(self) -> bool:
+        """Ask the drift canaries (live); record the result in the run; True when the judge moved."""
+        import json
+
+        from speechrole.judge.canary import FILENAME, check_canaries
+
+        o = self.outcome
+        result = await check_canaries(self, self.config.canary_threshold)
+        o.canary = result
+        o.spent_usd += result.spent_usd
+        with (self.target.state_dir / FILENAME).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(result.record(), ensure_ascii=False) + "\n")
+        if result.drifted:
+            moved = ", ".join(f"{d.metric} {d.mean_abs:.2f}" for d in result.drift if d.drifted)
+            o.stopped = (
+                f"the judge's answers on the canaries moved by more than {result.threshold} points "
+                f"(mean |change|: {moved}); nothing else was judged. If the change is expected, delete "
+                f"{result.store} to record the new answers"
+            )
+        return result.drifted
 
     # --- results -----------------------------------------------------------------------------------
 
