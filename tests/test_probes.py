@@ -154,3 +154,20 @@ def test_probe_command_prints_the_table(setup) -> None:  # type: ignore[no-untyp
         )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "gain+6db: biased" in result.output and "Probes of judge judge-x" in result.output
+
+
+def test_probe_results_reach_score_json_and_the_report(setup) -> None:  # type: ignore[no-untyped-def]
+    from speechrole.report import build_report
+    from speechrole.score import load_systems, score_systems
+    from speechrole.score.render import all_tables
+
+    bench, run, tmp = setup
+    _probe(setup, ["gain+6db"], side_score=louder)
+    (system,) = score_systems(load_systems([run], bench)).systems
+    checks = system.to_dict()["judge_checks"]
+    overall = next(p for p in checks["probes"] if p["metric"] == "overall")  # type: ignore[index]
+    assert overall["verdict"] == "biased" and overall["judge"]["model"] == "judge-x"
+    report = score_systems(load_systems([run], bench))
+    assert any(t.title.startswith("Judge checks") for t in all_tables(report))
+    html = build_report([run], tmp / "report.html", bench=bench).read_text(encoding="utf-8")
+    assert "Judge checks" in html and "gain+6db" in html

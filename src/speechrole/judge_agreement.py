@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 COLUMNS: tuple[str, ...] = (*METRICS, OVERALL)
 
+#: Where judge-against-judge records are kept in a run directory.
+FILENAME = "agreement.jsonl"
+
 
 # --- the two judges ------------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ class SystemResults:
     measures: list[dict[str, Any]] | None = None  # current lines of measures.jsonl
     stale_measures: dict[str, int] = field(default_factory=dict)
     latencies: dict[tuple[str, int], dict[str, float]] | None = None
+    checks: dict[str, list[dict[str, Any]]] | None = None  # probes, canaries, agreement (Run.checks)
 
 
 # Kinds of unusable metric entries, counted separately in score flags. Each reason text starts with

@@ -266,12 +266,17 @@ def agreement(
             )
         except ValueError as exc:
             raise fail(str(exc)) from None
+        lines = [json.dumps(r, ensure_ascii=False) for r in result.records()]
         if output is not None:
             from speechrole.fileio import write_text_atomic
 
-            lines = [json.dumps(r, ensure_ascii=False) for r in result.records()]
             write_text_atomic(output, "".join(line + "\n" for line in lines))
             err.print(f"wrote {output}", highlight=False)
+        from speechrole.run import Run
+
+        for run_path in dict.fromkeys(p for p in paths if Run.is_run(p)):  # kept with the run it measures
+            with (run_path / ja.FILENAME).open("a", encoding="utf-8") as handle:
+                handle.writelines(line + "\n" for line in lines)
         if fmt is Format.json:
             sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
         else:

@@ -104,8 +104,9 @@ def released_protocol(judge: ReleasedJudge) -> Protocol:
     return Protocol(
         name=RELEASED,
         version=str(judge.version),
-        description=f"the released SpeechRole judge v{judge.version}, its texts read from {judge.path.name} "
-        f"(sha256 {judge.sha256[:12]}): {calls}; the only protocol comparable with published numbers",
+        description=f"the released SpeechRole judge v{judge.version}, its requests rebuilt from {judge.path.name} "
+        f"(sha256 {judge.sha256[:12]}): {calls}; the released measurement, so its numbers can be set beside "
+        "published ones when the same judge model answers",
         orders=("AB",),
         per_metric=judge.per_metric,
         round_labels=False,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -179,6 +179,7 @@ class SystemScores:
     order_effects: OrderEffects | None = None  # None unless judged in both orders (see score/order.py)
     objective: dict[str, object] | None = None  # objective metrics and correlations (see score/objective.py)
     judge: dict[str, str] | None = None  # the judge configuration (model, protocol, version)
+    judge_checks: dict[str, list[dict[str, Any]]] | None = None  # probes, canaries, agreement records
 
     def summary(self, split: Split = WHOLE) -> SplitSummary | None:
         return next((s for s in self.summaries if s.split == split), None)
@@ -196,6 +197,7 @@ class SystemScores:
             "order_consistency": self.order_consistency.to_dict() if self.order_consistency else None,
             "order_effects": self.order_effects.to_dict() if self.order_effects else None,
             "objective": self.objective,
+            "judge_checks": self.judge_checks,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -597,6 +599,7 @@ def score_systems(
                 order_consistency=order_consistency(effects),
                 order_effects=effects,
                 judge=system.judge.to_dict() if system.judge is not None else None,
+                judge_checks=system.checks,
                 objective=_objective(
                     system, table, by, spec, lambda keys: row_labels(keys, bench, overrides)
                 ),

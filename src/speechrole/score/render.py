@@ -440,6 +440,52 @@ def correlation_table(report: ScoreReport, sep: str = " ") -> TextTable | None:
     )
 
 
+def judge_checks_tables(report: ScoreReport) -> list[TextTable]:
+    """Per system, the probes and the last canary check recorded in its run (`speechrole probe`,
+    `judge --canary`), for its judge configuration only."""
+    tables = []
+    for s in report.systems:
+        checks = s.judge_checks or {}
+        probes = [p for p in checks.get("probes", []) if p.get("expected")]
+        canaries = checks.get("canaries", [])
+        if not probes and not canaries:
+            continue
+        rows = [
+            [
+                str(p["probe"]),
+                str(p["kind"]),
+                str(p["metric"]),
+                str(p["n"]),
+                fmt_diff(p.get("shift")),
+                "–" if p.get("low") is None else f"[{p['low']:+.3f}, {p['high']:+.3f}]",
+                str(p["verdict"]),
+            ]
+            for p in probes
+        ]
+        notes = []
+        for c in canaries:
+            moved = [d["metric"] for d in c.get("drift", []) if d.get("drifted")]
+            state = (
+                "first answers recorded"
+                if c.get("recorded")
+                else f"drifted on {', '.join(moved)}"
+                if moved
+                else f"no drift above {c.get('threshold')} points"
+            )
+            notes.append(f"drift canaries ({c.get('created', '')}): {state}")
+        tables.append(
+            TextTable(
+                f"Judge checks: {s.name}",
+                ["probe", "kind", "metric", "n", "shift", "95% CI", "verdict"],
+                rows,
+                "shift of the sample ratio under each probe (reference-self: against a tie); "
+                "from probes.jsonl and canary.jsonl in the run",
+                notes,
+            )
+        )
+    return tables
+
+
 def all_tables(report: ScoreReport, sep: str = " ", detail: bool = False) -> list[TextTable]:
     judged = any(s.n_judgments for s in report.systems) or not any(s.objective for s in report.systems)
     builders: list[Callable[[], TextTable | None]] = [
@@ -454,7 +500,11 @@ def all_tables(report: ScoreReport, sep: str = " ", detail: bool = False) -> lis
         lambda: correlation_table(report, sep),
         lambda: detail_table(report) if detail else None,
     ]
-    tables = [t for t in (b() for b in builders) if t is not None] + order_effects_tables(report, sep)
+    tables = [
+        *(t for t in (b() for b in builders) if t is not None),
+        *order_effects_tables(report, sep),
+        *judge_checks_tables(report),
+    ]
     return [*tables, flags_table(report)] if judged else tables
 
 
