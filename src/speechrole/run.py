@@ -385,27 +385,32 @@ class Run:
 
     # --- judge checks -------------------------------------------------------------------------------
 
+    @cached_property
+    def _check_lines(self) -> dict[str, list[dict[str, Any]]]:
+        """The valid lines of probes.jsonl, canary.jsonl and agreement.jsonl, read once."""
+        from speechrole.fileio import read_jsonl
+
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name in ("probes.jsonl", "canary.jsonl", "agreement.jsonl"):
+            path = self.path / name
+            found = read_jsonl(path) if path.is_file() else []
+            out[name] = [d for _, ok, d in found if ok and isinstance(d, dict)]
+        return out
+
     def checks(self, key: JudgeKey) -> dict[str, list[dict[str, Any]]]:
         """The judge checks kept in the run for one judge configuration: the latest result per probe and
         metric (`probes.jsonl`), the latest canary check (`canary.jsonl`), and the judge-against-judge
         records that name it (`agreement.jsonl`, the latest per system, metric and other judge)."""
-        from speechrole.fileio import read_jsonl
-
         ident = {"model": key.model, "protocol": key.protocol, "version": key.version}
-
-        def lines(name: str) -> list[dict[str, Any]]:
-            path = self.path / name
-            if not path.is_file():
-                return []
-            return [d for _, ok, d in read_jsonl(path) if ok and isinstance(d, dict)]
+        lines = self._check_lines
 
         probes: dict[tuple[str, str], dict[str, Any]] = {}
-        for d in lines("probes.jsonl"):
+        for d in lines["probes.jsonl"]:
             if d.get("judge") == ident:
                 probes[(str(d.get("probe")), str(d.get("metric")))] = d
-        canaries = [d for d in lines("canary.jsonl") if d.get("judge") == ident][-1:]
+        canaries = [d for d in lines["canary.jsonl"] if d.get("judge") == ident][-1:]
         agreement: dict[tuple[str, ...], dict[str, Any]] = {}
-        for d in lines("agreement.jsonl"):
+        for d in lines["agreement.jsonl"]:
             a, b = (d.get(side) or {} for side in ("judge_a", "judge_b"))
             if key.label in (a.get("label"), b.get("label")):
                 other = b.get("label") if a.get("label") == key.label else a.get("label")

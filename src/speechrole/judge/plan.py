@@ -14,8 +14,7 @@ from typing import Any
 from speechrole.fileio import resolve_inside
 from speechrole.judge.clips import ClipStore
 from speechrole.judge.config import JudgeTarget
-from speechrole.judge.protocol import JudgeRequest, Order, Protocol, RubricPrompter
-from speechrole.judge.released import ReleasedJudge
+from speechrole.judge.protocol import JudgeRequest, Order, Prompter, Protocol
 from speechrole.outputs import OutputTurn, read_role_output
 from speechrole.problems import DataError
 from speechrole.run import judge_inputs
@@ -61,7 +60,7 @@ class Planner:
         bench: Benchmark,
         target: JudgeTarget,
         protocol: Protocol,
-        prompter: RubricPrompter | ReleasedJudge,
+        prompter: Prompter,
         clips: ClipStore,
         key: Callable[[JudgeRequest], str],
     ) -> None:

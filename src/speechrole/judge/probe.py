@@ -55,20 +55,18 @@ class ProbeContext:
     cache: dict[str, Any] = field(default_factory=dict)
 
     def agent(self, sample: Sample) -> list[Clip]:
-        out = []
-        for j in range(len(sample.turns)):
-            path = self.run.agent_clip(sample, j)
-            if path is None:
-                raise DataError(sample.key, f"turn {j}", "the agent's clip is missing")
-            out.append(_mono(load_audio(path)))
-        return out
+        return self._clips(sample, self.run.agent_clip, "the agent's clip")
 
     def reference(self, sample: Sample) -> list[Clip]:
+        return self._clips(sample, self.run.reference_clip, "the reference clip")
+
+    def _clips(self, sample: Sample, locate: Callable[[Sample, int], Path | None], what: str) -> list[Clip]:
+        """Each turn's clip, decoded to mono; a missing one names the sample and turn."""
         out = []
         for j in range(len(sample.turns)):
-            path = self.run.reference_clip(sample, j)
+            path = locate(sample, j)
             if path is None:
-                raise DataError(sample.key, f"turn {j}", "the reference clip is missing")
+                raise DataError(sample.key, f"turn {j}", f"{what} is missing")
             out.append(_mono(load_audio(path)))
         return out
 

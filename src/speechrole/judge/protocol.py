@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -209,6 +210,36 @@ def build_request(
         )
     )
     return JudgeRequest(sample.key, order, metrics, rubric.system, tuple(parts), tuple(clips))
+
+
+class Prompter(typing.Protocol):
+    """Where a protocol's texts come from and how answers are read: speechrole's rubric
+    (`RubricPrompter`) or the user's copy of the released judge script (`released.ReleasedJudge`)."""
+
+    @property
+    def tag(self) -> str: ...  # goes into the judge version: `rubric-<sha>` or `script-<sha>`
+
+    def key_parts(self) -> dict[str, str]: ...
+
+    def sampling(self, config: JudgeConfig) -> dict[str, Any]: ...
+
+    def request(
+        self,
+        protocol: Protocol,
+        role: Role,
+        sample: Sample,
+        bench: Benchmark,
+        order: Order,
+        metrics: tuple[str, ...],
+        tests: list[ClipRef],
+        refs: list[ClipRef],
+    ) -> JudgeRequest: ...
+
+    def parse(self, text: str, metrics: tuple[str, ...], order: str) -> dict[str, MetricScore]: ...
+
+    def reask(self, messages: list[dict[str, Any]], answer: str, problem: str) -> list[dict[str, Any]]: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 class RubricPrompter:

@@ -646,7 +646,6 @@ def released_parts(
 ) -> tuple[str, list[str | AudioSlot]]:
     """The system text, and the user content as text pieces and audio slots, validated."""
     messages = judge.messages_for(role, sample, bench, metric)
-    where = DataError(judge.path, "messages", "")
     if (
         not isinstance(messages, list)
         or len(messages) != 2
@@ -656,7 +655,7 @@ def released_parts(
         or not isinstance(messages[1].get("content"), list)
     ):
         raise DataError(
-            where.problem.file, "messages", "expected a system text and one user message with a list of parts"
+            judge.path, "messages", "expected a system text and one user message with a list of parts"
         )
     parts: list[str | AudioSlot] = []
     for item in messages[1]["content"]:

@@ -34,12 +34,13 @@ from speechrole.judge.prices import Price, load_prices, price_for
 from speechrole.judge.protocol import (
     RELEASED,
     JudgeRequest,
+    Prompter,
     Protocol,
     RubricPrompter,
     get_protocol,
     released_protocol,
 )
-from speechrole.judge.released import ReleasedJudge, load_released
+from speechrole.judge.released import load_released
 from speechrole.judge.report import export_test_results, write_summary
 from speechrole.judge.rubric import load_rubric
 from speechrole.problems import DataError, Problem
@@ -91,7 +92,7 @@ class JudgeRun:
         self, bench: Benchmark, target: JudgeTarget, config: JudgeConfig, reporter: Reporter | None = None
     ):
         self.bench, self.target, self.config = bench, target, config
-        self.prompter: RubricPrompter | ReleasedJudge
+        self.prompter: Prompter
         if config.protocol == RELEASED:
             self.prompter = load_released(config.released_judge)
             self.protocol: Protocol = released_protocol(self.prompter)
