@@ -151,7 +151,11 @@ def test_every_command_module_is_thin() -> None:
 
     for module in (Path(__file__).parents[1] / "src/speechrole/cli").glob("*.py"):
         tree = ast.parse(module.read_text(encoding="utf-8"))
-        classes = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name != "Format"]
+        classes = [
+            n.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ClassDef) and n.name not in {"Format", "RunByDefault"}
+        ]
         reads = [
             n.attr
             for n in ast.walk(tree)

@@ -13,6 +13,7 @@ BUILTIN = (
     "speechrole.agents.cloning",
     "speechrole.agents.cascaded",
     "speechrole.agents.e2e",
+    "speechrole.agents.omni",
     "speechrole.agents.remote",
 )
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from speechrole import __version__
-from speechrole.cli import agents, bench, checks, data, evaluate, judge, measure, results  # noqa: F401 - registers
+from speechrole.cli import agents, bench, checks, data, evaluate, judge, measure, results, train  # noqa: F401 - registers
 from speechrole.cli.common import app, out
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from speechrole.problems import DataError, Problem
 
@@ -27,6 +28,16 @@ app = typer.Typer(
 #: Tables go to stdout at a readable width even when piped; diagnostics go to stderr.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
+
+
+class RunByDefault(TyperGroup):
+    """A command group whose `run` subcommand is the default: `speechrole train PLAN.yaml` (or flags
+    only) means `speechrole train run ...`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in {"--help", "-h"}:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
 
 
 class Format(str, Enum):
