@@ -8,7 +8,8 @@ tokens per second) and a spoken answer's text. The training runs through the sam
 collator and Trainer arguments as `speechrole train` (bf16 on a GPU, fp32 on a CPU).
 
 Baseline measured in the same run: the same step with gradient checkpointing on; the ratios show what
-checkpointing costs in speed and saves in memory.
+checkpointing costs in speed and saves in memory. Each measurement runs in a fresh process, so one's
+memory never counts in the other's peak.
 
     python benchmarks/train_throughput.py                       # tiny, on this machine's CPU
     python benchmarks/train_throughput.py --config 7b --steps 8 # on a GPU
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -188,13 +190,27 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int, default=60)
     parser.add_argument("--system-tokens", type=int, default=300)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--one", choices=["plain", "checkpointing"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.config == "7b" and device == "cpu":
         sys.exit("the 7b config needs a GPU (about 25 GB in bf16); use --config tiny on a CPU")
-    rows = [measure(args.config, False, args, device), measure(args.config, True, args, device)]
+    if args.one:  # a child process: one measurement, as JSON on the last line
+        print(json.dumps(measure(args.config, args.one == "checkpointing", args, device)))
+        return
+    rows = []
+    for mode in ("plain", "checkpointing"):
+        forwarded = [
+            f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in {"json", "one"}
+        ]
+        child = subprocess.run(
+            [sys.executable, __file__, *forwarded, "--one", mode], capture_output=True, text=True, check=False
+        )
+        if child.returncode != 0:
+            sys.exit(f"the {mode} measurement failed:\n{child.stderr[-3000:]}")
+        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
     plain, ckpt = rows
     for r in rows:
         print(

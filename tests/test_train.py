@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import yaml
 
 pytest.importorskip("peft")
@@ -356,6 +357,30 @@ def test_the_trained_model_is_an_agent_that_eval_runs(
     assert agent["model"] == str(tiny.resolve()) and agent["adapter_sha256"] == adapter_digest(
         tmp_path / "out"
     )
+    # the talker's built-in speakers instead of a TTS backend (the tiny talker speaks noise)
+    talker = f"omni:model={tiny},adapter={tmp_path / 'out'},max_new_tokens=12,tts=talker,speaker=Chelsie,talker_max_new_tokens=48"
+    done = subprocess.run(
+        [
+            *CLI,
+            "eval",
+            "--bench",
+            "mini",
+            "--agent",
+            talker,
+            "--limit",
+            "1",
+            "--run-dir",
+            str(tmp_path / "talker"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    first = json.loads((tmp_path / "talker" / "generations.jsonl").read_text().splitlines()[0])
+    assert first["status"] == "ok" and sf.info(str(tmp_path / "talker" / first["audio"])).samplerate == 24000
+    assert "Chelsie" in json.loads((tmp_path / "talker" / "run.json").read_text())["agent"]["voice"]
 
 
 def test_missing_weights_and_bad_plans_fail_with_one_line(tmp_path: Path, dataset: Path, tiny: Path) -> None:

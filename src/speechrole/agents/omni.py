@@ -42,6 +42,7 @@ class OmniAgent(Agent):
         speaker: str = "Ethan",
         device: str = "auto",
         max_new_tokens: int | str = 128,
+        talker_max_new_tokens: int | str = 4096,
         **options: Any,
     ) -> None:
         try:
@@ -69,6 +70,7 @@ class OmniAgent(Agent):
         self.folder = model_folder(model)
         self.device = default_device() if device == "auto" else device
         self.max_new_tokens = int(max_new_tokens)
+        self.talker_max_new_tokens = int(talker_max_new_tokens)
         self.encoder = ChatEncoder.from_pretrained(self.folder)
         self.talker = tts == "talker"
         self.speaker = speaker
@@ -148,6 +150,7 @@ class OmniAgent(Agent):
                     **inputs,
                     speaker=self.speaker,
                     thinker_max_new_tokens=self.max_new_tokens,
+                    talker_max_new_tokens=self.talker_max_new_tokens,
                     thinker_do_sample=False,
                 )
             else:

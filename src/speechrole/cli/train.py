@@ -73,10 +73,16 @@ def train_run(
     except (ModelMissingError, ValueError) as exc:
         raise fail(str(exc)) from None
     losses = summary["losses"]
-    evals = " · ".join(f"epoch {e['epoch']:.2f}: {e['loss']:.4f}" for e in summary["eval_losses"]) or "none"
+    resumed = f" (resumed from {summary['resumed_from']})" if summary["resumed_from"] else ""
+    evals = summary["eval_losses"]
+    held = (
+        f"{evals[0]['loss']:.4f} (epoch {evals[0]['epoch']:.2f}) -> {evals[-1]['loss']:.4f} (epoch {evals[-1]['epoch']:.2f})"
+        if evals
+        else "none (nothing held out)"
+    )
     out.print(
-        f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
-        f"held-out loss {evals}\nadapter: {summary['adapter']} (sha256 {summary['adapter_sha256'][:12]})",
+        f"trained {summary['steps']} steps{resumed} in {summary['seconds']:.1f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
+        f"held-out loss {held}\nadapter: {summary['adapter']} (sha256 {summary['adapter_sha256'][:12]})",
         highlight=False,
         soft_wrap=True,
     )

@@ -27,10 +27,15 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 def quiet_transformers() -> None:
     """Keep transformers' loading bars and config warnings (harmless for Omni checkpoints) off our display."""
+    import warnings
+
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    # renamed-argument notices raised inside transformers (and through peft), not about our code
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
 
 
 def model_folder(path: str | Path) -> Path:

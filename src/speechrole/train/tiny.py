@@ -170,7 +170,7 @@ def tiny_config(tokenizer: Any) -> Any:
         "look_ahead_layers": [1],
         "look_backward_layers": [0],
     }
-    token2wav = {"dit_config": dit, "bigvgan_config": {"upsample_initial_channel": 32}}
+    token2wav = {"dit_config": dit, "bigvgan_config": {"upsample_initial_channel": 128}}
     return Qwen2_5OmniConfig(thinker_config=thinker, talker_config=talker, token2wav_config=token2wav)
 
 

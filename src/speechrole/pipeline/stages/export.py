@@ -86,6 +86,7 @@ def export_chat(rows: list[Row], out: Path) -> None:
             json.dumps(
                 {
                     "id": row["id"],
+                    "role": row["role"],
                     "messages": messages,
                     "audios": [t["user_audio"] for t in row["turns"]],
                     "assistant_audios": [t["role_audio"] for t in row["turns"]],
