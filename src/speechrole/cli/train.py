@@ -121,7 +121,7 @@ def train_tiny_model(
     folder: Annotated[Path, typer.Argument(help="Where to write the tiny model.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
-    """Write a randomly initialised Qwen2.5-Omni of the real architecture (about 300k parameters), with a
+    """Write a randomly initialised Qwen2.5-Omni of the real architecture (about 1.1M parameters), with a
     small tokenizer, feature extractor and speaker file: the whole path runs on a CPU in minutes."""
     _needs_train_extra()
     from speechrole.train.tiny import write_tiny_model
