@@ -87,11 +87,16 @@ def prepare(plan: TrainPlan, encoder: ChatEncoder) -> Prepared:
             )
         except (ClipTooLongError, DataError) as exc:
             reason = exc.problem.describe() if isinstance(exc, DataError) else str(exc)
-            dropped.append({"id": ex.id, "source": ex.source, "reason": reason})
+            dropped.append({"id": ex.id, "source": ex.source, "why": "clip", "reason": reason})
             continue
         if n > plan.max_length:
             dropped.append(
-                {"id": ex.id, "source": ex.source, "reason": f"{n} tokens > max_length {plan.max_length}"}
+                {
+                    "id": ex.id,
+                    "source": ex.source,
+                    "why": "too long",
+                    "reason": f"{n} tokens > max_length {plan.max_length}",
+                }
             )
             continue
         lengths[ex.id] = n
@@ -113,7 +118,7 @@ def prepare(plan: TrainPlan, encoder: ChatEncoder) -> Prepared:
         "train_roles": sorted({ex.role for ex in train}),
         "held_out_roles": sorted({ex.role for ex in held_out}),
         "dropped": len(dropped),
-        "dropped_too_long": sum("max_length" in d["reason"] for d in dropped),
+        "dropped_too_long": sum(d["why"] == "too long" for d in dropped),
         "dropped_examples": dropped,
         "problems": [p.to_dict() for p in problems],
         "tokens": {
