@@ -102,7 +102,7 @@ def test_backends_are_checked_and_options_shared_when_the_pipeline_is_built(tmp_
     assert next(s for s in shared.stages if s.name == "verify").options["tts"] == "voicebank"
     heard = load("  - asr ", "  - asr: {asr: whisper-tiny-en} ")  # verify hears with the asr stage's model
     assert next(s for s in heard.stages if s.name == "verify").options["asr"] == "whisper-tiny-en"
-    with pytest.raises(DataError, match=r"stages\[4\]\.asr.*unknown ASR"):
+    with pytest.raises(DataError, match=r"stages\[5\]\.asr.*unknown ASR"):
         load("  - asr ", "  - asr: {asr: nosuch} ")
     with pytest.raises(DataError, match=r"stages\[11\]\.synthesize.*unknown TTS backend 'nosuch'"):
         load("  - synthesize ", "  - synthesize: {tts: nosuch} ")
@@ -362,7 +362,7 @@ def test_episode_through_the_whole_offline_pipeline(episode: tuple[Path, list[An
     assert len(corrupt) == 1 and "broken.mp4" in corrupt[0]["_drop"]
     # the noisy take reaches the quality gate and is dropped there
     segments = {r["id"]: r for r in read_rows(manifests / "03-segment.jsonl")}
-    gated = read_rows(manifests / "05-quality.dropped.jsonl")
+    gated = read_rows(manifests / "04-quality.dropped.jsonl")
     assert gated and all(
         _voice_at(spans, segments[g["id"]]["start"], segments[g["id"]]["end"]).noisy for g in gated
     )
@@ -455,23 +455,23 @@ def test_a_killed_run_resumes_without_redoing_finished_rows(tmp_path: Path) -> N
     render_episode(tmp_path)
     path = pipeline_yaml(tmp_path)
     text = path.read_text(encoding="utf-8")
-    path.write_text(text[: text.index("  - quality")], encoding="utf-8")  # the audio stages up to ASR
+    path.write_text(text[: text.index("  - asr")], encoding="utf-8")  # the audio stages up to quality
     cmd = [sys.executable, "-m", "speechrole.cli", "data", "run", str(path)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    asr = tmp_path / "work" / "manifests" / "04-asr.jsonl"
+    gate = tmp_path / "work" / "manifests" / "04-quality.jsonl"  # batches of 8 of the 10 segments
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and (not asr.is_file() or asr.read_text().count("\n") < 3):
-        time.sleep(0.1)
+    while time.monotonic() < deadline and (not gate.is_file() or gate.read_text().count("\n") < 3):
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = asr.read_text().count("\n")
-    logged = len(read_rows(asr.with_name("04-asr.done.jsonl")))  # inputs whose outputs were all written
-    assert 3 <= done_before < 10
+    done_before = gate.read_text().count("\n")
+    logged = len(read_rows(gate.with_name("04-quality.done.jsonl")))  # inputs whose outputs were all written
+    assert 3 <= done_before < 9 and logged == 8
     finished = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
     summary = {
         s["stage"]: s for s in json.loads((tmp_path / "work" / "manifests" / "summary.json").read_text())
     }
     assert summary["extract"]["reused"] == 2 and summary["segment"]["reused"] == 1
-    assert summary["asr"]["reused"] == logged and summary["asr"]["kept"] == 10
-    assert len({r["id"] for r in read_rows(asr)}) == len(read_rows(asr)) == 10  # no row made twice
+    assert summary["quality"]["reused"] == logged and summary["quality"]["kept"] == 9  # the noisy take goes
+    assert len({r["id"] for r in read_rows(gate)}) == len(read_rows(gate)) == 9  # no row made twice

@@ -37,6 +37,8 @@ class ResemblyzerEncoder:
                 f"speaker encoder unavailable: {exc.name} is not installed "
                 "(pip install torch==2.13.0 librosa webrtcvad-wheels, then pip install --no-deps resemblyzer==0.1.4)"
             ) from None
+        from librosa.feature import melspectrogram  # noqa: F401 - resemblyzer's: ~2 s of imports, paid here
+
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
         self._encoder = VoiceEncoder("cpu", verbose=False)
         self._lock = threading.Lock()

@@ -33,8 +33,17 @@ class ASR(Protocol):
 ASRS: Registry[ASR] = Registry("ASR backend")
 
 
+#: Backends whose models take `workers` and `threads` and transcribe many clips at once.
+BATCHED = frozenset({"whisper", "whisper-tiny-en"})
+NO_SPEECH_PROB, LOG_PROB_FLOOR = 0.6, -1.0  # faster-whisper's defaults for skipping a silent window
+
+
 class WhisperASR:
-    """faster-whisper on CPU (int8) or GPU (float16); beam 1 by default, as fast as it gets."""
+    """faster-whisper on CPU (int8) or GPU (float16); beam 1 by default, as fast as it gets.
+
+    `workers` models run at once (CTranslate2 replicas sharing the weights), each on `threads` cores:
+    one call at a time uses two threads, a batch of clips (`transcribe_many`) is spread over the
+    workers, one core each, which keeps every core busy through the decoder's small steps."""
 
     thread_safe = True
 
@@ -45,6 +54,8 @@ class WhisperASR:
         compute_type: str = "auto",
         beam_size: int | str = 1,
         english_only: bool = False,
+        workers: int | str = 1,
+        threads: int | str = 2,
     ) -> None:
         try:
             from faster_whisper import WhisperModel
@@ -55,6 +66,7 @@ class WhisperASR:
         self.model_name = model
         self.english_only = english_only
         self.beam_size = int(beam_size)
+        self.workers = max(1, int(workers))
         local = Path(model).expanduser()
         if compute_type == "auto":  # int8 on CPU: faster than the float32 CTranslate2 would fall back to
             import ctranslate2
@@ -66,7 +78,8 @@ class WhisperASR:
                 str(local) if local.exists() else model,
                 device=device,
                 compute_type=compute_type,
-                cpu_threads=2,
+                cpu_threads=int(threads),
+                num_workers=self.workers,
                 local_files_only=not local.exists() and _offline(),
             )
         except Exception as exc:
@@ -75,7 +88,7 @@ class WhisperASR:
                 f"folder (model.bin, config.json, tokenizer.json, vocabulary.txt), e.g. "
                 f"whisper:/models/faster-whisper-large-v3-turbo, or download {model!r} where the hub is reachable"
             ) from None
-        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.workers)  # one call per CTranslate2 worker
 
     def transcribe(self, audio: Path | None, language: Language, hint: str) -> str:
         if audio is None:
@@ -86,9 +99,75 @@ class WhisperASR:
         """Text of 16 kHz mono float32 samples (for metrics, which hold clips decoded once)."""
         return self._run(audio, language)
 
+    def transcribe_many(self, audios: list[Any], language: Language) -> list[str]:
+        """Texts of 16 kHz mono clips, each exactly what `transcribe_array` gives it (a test holds
+        them equal): every clip still gets its own 30 s window, but the windows are decoded together,
+        and the clips are shared out over the workers."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        frames = self._model.feature_extractor.nb_max_frames
+        features = [self._model.feature_extractor(a)[..., :-1] for a in audios]
+        fits = [i for i, f in enumerate(features) if f.shape[-1] <= frames]
+        texts = {i: self._run(audios[i], language) for i in sorted(set(range(len(audios))) - set(fits))}
+        parts = max(1, min(self.workers, len(fits)))
+        groups = [fits[k::parts] for k in range(parts)]
+        with ThreadPoolExecutor(parts) as pool:
+            done = pool.map(lambda g: self._windows([features[i] for i in g], language), groups)
+            for group, out in zip(groups, done, strict=True):
+                texts.update(zip(group, out, strict=True))
+        return [texts[i] for i in range(len(audios))]
+
+    def _windows(self, features: list[Any], language: Language) -> list[str]:
+        """One worker's clips (each at most one window): encoded one by one (a batch of windows is
+        slower to encode on a CPU), decoded as one batch, with `_run`'s options and silence rule."""
+        if not features:
+            return []
+        import ctranslate2
+        import numpy as np
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        lang = "en" if self.english_only else language.value
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=lang
+        )
+        prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+        windows = [pad_or_trim(f) for f in features]
+        with self._slots:
+            if model.model.device == "cuda":
+                encoded = model.encode(np.stack(windows))
+            else:
+                encoded = ctranslate2.StorageView.from_array(
+                    np.concatenate([np.asarray(model.encode(w)) for w in windows])
+                )
+            results = model.model.generate(
+                encoded,
+                [list(prompt) for _ in windows],
+                beam_size=self.beam_size,
+                patience=1,
+                length_penalty=1,
+                repetition_penalty=1,
+                no_repeat_ngram_size=0,
+                max_length=model.max_length,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+                max_initial_timestamp_index=round(1.0 / model.time_precision),
+            )
+        texts = []
+        for result in results:
+            tokens = result.sequences_ids[0]
+            mean_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            silent = result.no_speech_prob > NO_SPEECH_PROB and mean_logprob <= LOG_PROB_FLOOR
+            texts.append("" if silent else tokenizer.decode(tokens).strip())
+        return texts
+
     def _run(self, audio: Any, language: Language) -> str:
         lang = "en" if self.english_only else language.value
-        with self._lock:  # CTranslate2 models are not reentrant across threads on CPU
+        with self._slots:  # a CTranslate2 worker runs one call at a time
             segments, _ = self._model.transcribe(
                 audio,
                 language=lang,

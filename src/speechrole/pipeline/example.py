@@ -138,8 +138,8 @@ stages:
   - vad                             # silero-vad: {{min_silence_ms: 300}}
   - diarize: {{threshold: 0.3}}       # or {{backend: pyannote, model: /path/to/config.yaml}}
   - segment: {{min_s: 3, max_s: 30}}  # merge_gap_s: 1.0
-  - asr                             # {{asr: "whisper:/path/to/faster-whisper-model"}} for other languages
   - quality: {{min_ovrl: 2.3}}        # the paper keeps DNSMOS OVRL > 3; synthetic voices score lower
+  - asr                             # {{asr: "whisper:/path/to/faster-whisper-model"}} for other languages; chars_per_s: [4, 30]
   - embed
   - assign_roles
   - select_reference: {{duration_s: [3, 12]}}  # top_k: 3, single_speaker_min: 0.7

@@ -55,7 +55,8 @@ class StageSummary:
     reused: int = 0  # produced or dropped by an earlier run
     reasons: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # the first reason of each kind, in full
-    seconds: float = 0.0
+    seconds: float = 0.0  # all of it, setup included
+    setup_seconds: float | None = None  # loading the stage's models (None: not measured, as under Ray)
 
     def count_drops(self, dropped: list[Row]) -> None:
         self.dropped = len(dropped)
@@ -73,6 +74,7 @@ class StageSummary:
             "reasons": dict(self.reasons.most_common()),
             "examples": self.examples,
             "seconds": round(self.seconds, 3),
+            "setup_seconds": None if self.setup_seconds is None else round(self.setup_seconds, 3),
         }
 
 
@@ -280,7 +282,7 @@ class LocalExecutor:
             write_json_atomic(files.meta, meta)
             opened = (files.kept.open("a", encoding="utf-8"), files.dropped.open("a", encoding="utf-8"))
             with opened[0] as k, opened[1] as d, files.done.open("a", encoding="utf-8") as log_file:
-                for finished, out in self.outputs(stage, todo):
+                for finished, out in self.outputs(stage, todo, summary):
                     k.write(lines(r for r in out if DROP not in r))  # outputs first, then the log line
                     d.write(lines(r for r in out if DROP in r))  # that says their input is done
                     k.flush()
@@ -297,10 +299,15 @@ class LocalExecutor:
         write_json_atomic(files.meta, {**meta, "complete": True, "kept": len(kept), "dropped": len(dropped)})
         return [{k: v for k, v in row.items() if k != SRC} for row in kept]  # provenance stays in the file
 
-    def outputs(self, stage: Stage, todo: list[Row]) -> Iterator[tuple[list[str], list[Row]]]:
-        """(inputs finished, output rows) per batch, in input order; the stage's models load once."""
+    def outputs(
+        self, stage: Stage, todo: list[Row], summary: StageSummary
+    ) -> Iterator[tuple[list[str], list[Row]]]:
+        """(inputs finished, output rows) per batch, in input order; the stage's models load once
+        (and the time that takes goes to `summary.setup_seconds`)."""
+        started = time.perf_counter()
         try:
             stage.setup(self.pipeline.context)
+            summary.setup_seconds = time.perf_counter() - started
         except (DataError, ModelMissingError):
             raise
         except Exception as exc:

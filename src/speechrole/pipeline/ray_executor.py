@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from speechrole.pipeline.local import SRC, LocalExecutor, Progress, StageError, run_batch
+from speechrole.pipeline.local import SRC, LocalExecutor, Progress, StageError, StageSummary, run_batch
 from speechrole.pipeline.spec import Pipeline
 from speechrole.pipeline.stage import Context, Row, Stage
 
@@ -20,13 +20,15 @@ from speechrole.pipeline.stage import Context, Row, Stage
 class _StageActor:
     """One Ray actor: builds its stage and loads its models once, then maps batches of JSON rows."""
 
-    def __init__(self, name: str, options: dict[str, Any], work_dir: str, config: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, options: dict[str, Any], work_dir: str, config: dict[str, Any], cpus: float
+    ) -> None:
         from pathlib import Path
 
         from speechrole.pipeline.stage import stage_class
 
         self.stage = stage_class(name)(**options)
-        self.stage.setup(Context(Path(work_dir), config))
+        self.stage.setup(Context(Path(work_dir), config, cpus=max(1, round(cpus))))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [json.loads(r) for r in batch["row"]]
@@ -71,9 +73,11 @@ class RayExecutor(LocalExecutor):
         context.execution_options.preserve_order = True  # manifests in input order, as local writes
         context.enable_progress_bars = False
 
-    def outputs(self, stage: Stage, todo: list[Row]) -> Iterator[tuple[list[str], list[Row]]]:
+    def outputs(
+        self, stage: Stage, todo: list[Row], summary: StageSummary
+    ) -> Iterator[tuple[list[str], list[Row]]]:
         if stage.per == "all":
-            yield from super().outputs(stage, todo)
+            yield from super().outputs(stage, todo, summary)
             return
         import ray
 
@@ -86,6 +90,7 @@ class RayExecutor(LocalExecutor):
                 "options": stage.options,
                 "work_dir": str(ctx.work_dir),
                 "config": ctx.config,
+                "cpus": stage.resources.cpus,
             },
             batch_size=max(1, stage.batch_size),
             batch_format="numpy",

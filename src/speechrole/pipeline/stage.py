@@ -42,13 +42,25 @@ class Resources:
     memory_gb: float | None = None
 
 
+def available_cpus() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
 @dataclass
 class Context:
-    """What every stage may use: the pipeline's folder for files it writes, and the pipeline's
-    configuration (roles, languages, export folder)."""
+    """What every stage may use: the pipeline's folder for files it writes, the pipeline's
+    configuration (roles, languages, export folder), and how many CPU cores its worker may keep busy
+    (all of this process's under the local executor; the stage's `resources.cpus` in a Ray actor)."""
 
     work_dir: Path
     config: dict[str, Any] = field(default_factory=dict)
+    cpus: int = field(default_factory=available_cpus)
 
     def path(self, *parts: str) -> Path:
         out = self.work_dir.joinpath(*parts)

@@ -214,6 +214,8 @@ class Diarize(Stage):
         elif backend != "embed-cluster":
             raise ValueError(f"diarize backend {backend!r}: use embed-cluster (bundled) or pyannote")
         else:
+            import sklearn.cluster  # noqa: F401 - its import (~1 s) belongs to setup, not to the first row
+
             self.encode = _Encoder(ctx.config)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
@@ -315,14 +317,52 @@ class Segment(Stage):
 
 
 @register
+class Quality(Stage):
+    """Keep clean segments: DNSMOS OVRL at least `min_ovrl` (the paper keeps OVRL > 3). It runs before
+    `asr`, so that what fails the gate is never transcribed."""
+
+    name = "quality"
+    version = "2"
+    known = frozenset({"min_ovrl"})
+    reads = frozenset({"audio_path", "language"})
+    writes = frozenset({"dnsmos"})
+    batch_size = 8
+
+    def setup(self, ctx: Context) -> None:
+        from speechrole.metrics.dnsmos import DNSMOS
+
+        self.dnsmos = DNSMOS(threads=ctx.cpus)
+        self.dnsmos.load()
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        from speechrole.metrics.base import MetricError, decode_clip
+        from speechrole.schema import Language
+
+        min_ovrl = float(self.options.get("min_ovrl", 3.0))
+        clips = [decode_clip(Path(r["audio_path"]), r["id"], Language(r["language"]), "") for r in rows]
+        out = []
+        for row, values in zip(rows, self.dnsmos.measure(clips), strict=True):
+            if isinstance(values, MetricError):
+                out.append(drop(row, f"DNSMOS failed: {values.reason}"))
+            elif float(values["ovrl"]) < min_ovrl:
+                out.append(drop(row, f"DNSMOS OVRL below {min_ovrl:g}: {float(values['ovrl']):.2f}"))
+            else:
+                dnsmos = {k: round(float(v), 3) for k, v in values.items() if isinstance(v, int | float)}
+                out.append({**row, "dnsmos": dnsmos})
+        return out
+
+
+@register
 class ASR(Stage):
-    """Transcribe each segment (bundled whisper tiny.en; any faster-whisper model with asr=whisper:PATH)."""
+    """Transcribe each segment (bundled whisper tiny.en; any faster-whisper model with asr=whisper:PATH),
+    and keep it only with some text at a plausible speaking rate (`chars_per_s`)."""
 
     name = "asr"
-    known = frozenset({"asr"})
-    reads = frozenset({"audio_path", "language"})
-    writes = frozenset({"text", "asr_model"})
-    batch_size = 8
+    version = "2"
+    known = frozenset({"asr", "chars_per_s"})
+    reads = frozenset({"audio_path", "language", "duration"})
+    writes = frozenset({"text", "asr_model", "chars_per_s"})
+    batch_size = 16
 
     def check(self, config: dict[str, Any]) -> str | None:
         from speechrole.agents.asr import ASRS
@@ -331,70 +371,48 @@ class ASR(Stage):
         return backend_problem(ASRS, self.options.get("asr", "whisper-tiny-en"))
 
     def setup(self, ctx: Context) -> None:
-        from speechrole.agents.asr import ASRS
-        from speechrole.agents.base import create_backend, parse_backend
+        from speechrole.agents import load_builtin
+        from speechrole.agents.asr import ASRS, BATCHED
+        from speechrole.agents.base import parse_backend
 
-        spec = self.options.get("asr", "whisper-tiny-en")
-        self.asr = create_backend(ASRS, spec)
-        self.model = self.asr.describe().get("model", parse_backend(spec)[0])
+        load_builtin()
+        name, options = parse_backend(self.options.get("asr", "whisper-tiny-en"))
+        if name in BATCHED:  # a batch is spread over the worker's cores, one decoder per core
+            options = {"workers": ctx.cpus, "threads": 1, **options}
+        self.asr = ASRS.create(name, **options)
+        self.model = self.asr.describe().get("model", name)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         from speechrole.schema import Language
 
-        out = []
+        verdict: dict[str, Row] = {}
+        languages: dict[Language, list[Row]] = {}
         for row in rows:
             language = Language(row["language"])
             if getattr(self.asr, "english_only", False) and language is not Language.EN:
-                out.append(
-                    drop(row, f"no ASR for {language.value}: the model is English-only (asr=whisper:MODEL)")
-                )
-                continue
-            text = self.asr.transcribe_array(mono_at(Path(row["audio_path"]), ANALYSIS_RATE), language)
-            out.append({**row, "text": text, "asr_model": self.model})
-        return out
-
-
-@register
-class Quality(Stage):
-    """Keep clean, plausible segments: DNSMOS OVRL at least `min_ovrl` (the paper keeps OVRL > 3), some
-    text, and a speaking rate within bounds."""
-
-    name = "quality"
-    known = frozenset({"min_ovrl", "chars_per_s"})
-    reads = frozenset({"audio_path", "text", "duration", "language"})
-    writes = frozenset({"dnsmos", "chars_per_s"})
-    batch_size = 8
-
-    def setup(self, ctx: Context) -> None:
-        from speechrole.metrics.dnsmos import DNSMOS
-
-        self.dnsmos = DNSMOS()
-        self.dnsmos.load()
-
-    def process_batch(self, rows: list[Row]) -> list[Row]:
-        from speechrole.metrics.base import MetricError, decode_clip
-        from speechrole.schema import Language
-
-        min_ovrl = float(self.options.get("min_ovrl", 3.0))
-        lo, hi = self.options.get("chars_per_s", (4.0, 30.0))
-        out = []
-        for row in rows:
-            text = str(row.get("text", "")).strip()
-            rate = len(text.replace(" ", "")) / max(row["duration"], 1e-6)
-            clip = decode_clip(Path(row["audio_path"]), row["id"], Language(row["language"]), text)
-            values = self.dnsmos.measure([clip])[0]
-            if isinstance(values, MetricError):
-                out.append(drop(row, f"DNSMOS failed: {values.reason}"))
-            elif float(values["ovrl"]) < min_ovrl:
-                out.append(drop(row, f"DNSMOS OVRL below {min_ovrl:g}: {float(values['ovrl']):.2f}"))
-            elif len(text) < 2:
-                out.append(drop(row, "no text: the ASR heard nothing"))
-            elif not lo <= rate <= hi:
-                out.append(drop(row, f"speaking rate out of bounds: {rate:.1f} chars/s"))
+                why = f"no ASR for {language.value}: the model is English-only (asr=whisper:MODEL)"
+                verdict[row["id"]] = drop(row, why)
             else:
-                dnsmos = {k: round(float(v), 3) for k, v in values.items() if isinstance(v, int | float)}
-                out.append({**row, "dnsmos": dnsmos, "chars_per_s": round(rate, 2)})
-        return out
+                languages.setdefault(language, []).append(row)
+        for language, group in languages.items():
+            audios = [mono_at(Path(r["audio_path"]), ANALYSIS_RATE) for r in group]
+            many = getattr(self.asr, "transcribe_many", None)
+            texts = (
+                many(audios, language) if many else [self.asr.transcribe_array(a, language) for a in audios]
+            )
+            for row, text in zip(group, texts, strict=True):
+                verdict[row["id"]] = self._gate(row, text)
+        return [verdict[r["id"]] for r in rows]
+
+    def _gate(self, row: Row, text: str) -> Row:
+        lo, hi = self.options.get("chars_per_s", (4.0, 30.0))
+        text = text.strip()
+        rate = len(text.replace(" ", "")) / max(row["duration"], 1e-6)
+        if len(text) < 2:
+            return drop(row, "no text: the ASR heard nothing")
+        if not lo <= rate <= hi:
+            return drop(row, f"speaking rate out of bounds: {rate:.1f} chars/s")
+        return {**row, "text": text, "asr_model": self.model, "chars_per_s": round(rate, 2)}
 
 
 @register

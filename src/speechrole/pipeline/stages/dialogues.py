@@ -121,15 +121,48 @@ def stepwise(
     return GeneratedDialogue.model_validate({"turns": out})
 
 
+class CachedLLM:
+    """An LLM whose answers are kept in the pipeline's folder, keyed by the backend's description and
+    the prompt: a rerun (after a crash, or with more roles) asks only what was never answered. Only
+    answers are stored; a call that failed is asked again."""
+
+    def __init__(self, llm: Any, path: Any) -> None:
+        from speechrole.judge.cache import JudgeCache
+
+        self.llm, self.cache = llm, JudgeCache(path)
+        self.identity = {k: v for k, v in llm.describe().items() if k != "api_key_env"}
+        self.thread_safe = getattr(llm, "thread_safe", False)
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        from speechrole.judge.cache import cache_key
+
+        key = cache_key(llm=self.identity, messages=messages)
+        if (hit := self.cache.get(key)) is not None:
+            return str(hit["text"])
+        text = self.llm.complete(messages)
+        self.cache.put(key, str(self.identity.get("model", "")), "generate_dialogues", {"text": text})
+        return text
+
+    def describe(self) -> dict[str, Any]:
+        return self.llm.describe()
+
+    def close(self) -> None:
+        self.cache.close()
+
+
 @register
 class GenerateDialogues(Stage):
     """Write `single` one-exchange and `multi` multi-exchange dialogues per role with an LLM (bundled
     SmolLM2, or any OpenAI-compatible endpoint: llm=openai:MODEL@URL), `style: stepwise` (a question,
     then the answer in character, one short call each) or `style: json` (one call, a JSON answer);
-    every dialogue is schema-checked and re-asked at most `max_attempts` times."""
+    every dialogue is schema-checked and re-asked at most `max_attempts` times. Up to `concurrency`
+    dialogues are written at once (default 16 for a thread-safe backend such as a vLLM server, which
+    batches what arrives together; 1 for an in-process model), and every answer is cached by prompt."""
 
     name = "generate_dialogues"
-    known = frozenset({"llm", "max_new_tokens", "style", "single", "multi", "multi_turns", "max_attempts"})
+    known = frozenset(
+        {"llm", "max_new_tokens", "style", "single", "multi", "multi_turns", "max_attempts", "concurrency"}
+    )
     reads = frozenset({"role", "profile", "excerpts", "language", "ref_audio_path", "ref_text"})
     writes = frozenset(
         {
@@ -146,13 +179,15 @@ class GenerateDialogues(Stage):
         }
     )
     keeps = False
-    batch_size = 1
+    batch_size = 16  # roles: all of their dialogues are in flight together
     resources = Resources(cpus=1.0)
 
     def check(self, config: dict[str, Any]) -> str | None:
         from speechrole.agents.base import backend_problem
         from speechrole.agents.llm import LLMS
 
+        if int(self.options.get("concurrency", 1)) < 1:
+            return "generate_dialogues concurrency: at least 1"
         style = self.options.get("style", "stepwise")
         if style not in ("stepwise", "json"):
             return f"generate_dialogues style {style!r}: use stepwise or json"
@@ -174,13 +209,16 @@ class GenerateDialogues(Stage):
         name, options = parse_backend(self.options.get("llm", "smollm2"))
         if name == "smollm2":
             options["max_new_tokens"] = int(self.options.get("max_new_tokens", 48))
-        self.llm = LLMS.create(name, **options)
+        self.llm = CachedLLM(LLMS.create(name, **options), ctx.path("cache", "llm.sqlite"))
         self.model = self.llm.describe().get("model", name)
+        self.concurrency = int(self.options.get("concurrency", 16 if self.llm.thread_safe else 1))
         self.style = self.options.get("style", "stepwise")
         if self.style not in ("stepwise", "json"):
             raise ValueError(f"generate_dialogues style {self.style!r}: use stepwise or json")
 
     def teardown(self) -> None:
+        if hasattr(self, "llm"):
+            self.llm.close()
         if hasattr(self, "_threads"):  # give the process its thread count back for the next stages
             import torch
 
@@ -194,45 +232,44 @@ class GenerateDialogues(Stage):
         return stepwise(self.llm, row["profile"], row["excerpts"], turns, attempt)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
+        """Every dialogue of every role in the batch, `concurrency` at a time, in a fixed order."""
+        from concurrent.futures import ThreadPoolExecutor
+
         multi = int(self.options.get("multi_turns", 2))
         plan = [("single", 1)] * int(self.options.get("single", 2)) + [("multi", multi)] * int(
             self.options.get("multi", 1)
         )
+        jobs = [(row, k, kind, turns) for row in rows for k, (kind, turns) in enumerate(plan)]
+        with ThreadPoolExecutor(max(1, min(self.concurrency, len(jobs)))) as pool:
+            return list(pool.map(lambda job: self._write(*job), jobs))
+
+    def _write(self, row: Row, k: int, kind: str, turns: int) -> Row:
+        """One dialogue, re-asked (with another variant) until it passes, at most `max_attempts` times."""
         attempts = int(self.options.get("max_attempts", 3))
-        out: list[Row] = []
-        for row in rows:
-            for k, (kind, turns) in enumerate(plan):
-                base = {"id": row_id(row["role"], kind, k), "_src": row["id"]}
-                errors = []
-                for attempt in range(attempts):
-                    try:
-                        parsed = self._dialogue(row, turns, k * attempts + attempt)
-                    except (ValueError, ValidationError) as exc:
-                        errors.append(str(exc).splitlines()[0][:160])
-                        continue
-                    out.append(
-                        {
-                            **base,
-                            "role": row["role"],
-                            "profile": row["profile"],
-                            "language": row["language"],
-                            "ref_audio_path": row["ref_audio_path"],
-                            "ref_text": row["ref_text"],
-                            "kind": kind,
-                            "turns": [t.model_dump() for t in parsed.turns],
-                            "context": " ".join(row["excerpts"][:3]),
-                            "generator": {"model": self.model, "style": self.style, "attempt": attempt},
-                        }
-                    )
-                    break
-                else:
-                    out.append(
-                        {
-                            **drop(base, f"no usable dialogue after {attempts} attempts: {errors[-1]}"),
-                            "_src": row["id"],
-                        }
-                    )
-        return out
+        base = {"id": row_id(row["role"], kind, k), "_src": row["id"]}
+        errors = []
+        for attempt in range(attempts):
+            try:
+                parsed = self._dialogue(row, turns, k * attempts + attempt)
+            except (ValueError, ValidationError) as exc:
+                errors.append(str(exc).splitlines()[0][:160])
+                continue
+            return {
+                **base,
+                "role": row["role"],
+                "profile": row["profile"],
+                "language": row["language"],
+                "ref_audio_path": row["ref_audio_path"],
+                "ref_text": row["ref_text"],
+                "kind": kind,
+                "turns": [t.model_dump() for t in parsed.turns],
+                "context": " ".join(row["excerpts"][:3]),
+                "generator": {"model": self.model, "style": self.style, "attempt": attempt},
+            }
+        return {
+            **drop(base, f"no usable dialogue after {attempts} attempts: {errors[-1]}"),
+            "_src": row["id"],
+        }
 
 
 @register
