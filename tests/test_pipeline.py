@@ -385,6 +385,96 @@ def test_episode_through_the_whole_offline_pipeline(episode: tuple[Path, list[An
     assert all(not r["verify"]["attempts"][-1]["failures"] for r in verified)
 
 
+#: What whisper tiny.en heard in each kept segment of the episode (speaker label, start, end, text), as
+#: transcribed one clip at a time before transcription was batched. Batching must not change them.
+EPISODE_TRANSCRIPTS = [
+    (
+        "S0",
+        0.7,
+        5.4,
+        "The lamp must burn all night, whatever the weather does to this rock and to my old bones.",
+    ),
+    ("S1", 6.6, 11.3, "Good morning, I brought the children to see the lighthouse and the great brass lens."),
+    (
+        "S2",
+        12.4,
+        18.1,
+        "I counted every boat in the harbor twice this morning, and to have them are still missing.",
+    ),
+    ("S0", 19.4, 24.3, "Missing boats come home when the wind turns. I have watched the C4 30 long years."),
+    (
+        "S1",
+        25.4,
+        30.8,
+        "My maps show an old channel behind the reef where a small boat could shelter from the storm.",
+    ),
+    (
+        "S2",
+        32.0,
+        38.0,
+        "If the ledger is run the Harbor Master will blame me, and I will lose my little desk by the window.",
+    ),
+    (
+        "S0",
+        39.3,
+        45.0,
+        "No body blames a clerk for the sea, like a second lamp and keep your eyes on the water, lad.",
+    ),
+    (
+        "S1",
+        46.2,
+        51.2,
+        "The children want to climb the stairs, but I told them the keeper decides who goes up.",
+    ),
+    (
+        "S2",
+        52.5,
+        57.8,
+        "The store and bell ran at dawn, and I wrote it down in the book with the time and the wind.",
+    ),
+]
+
+
+@needs_models
+def test_kept_rows_and_transcripts_are_pinned(episode: tuple[Path, list[Any], str]) -> None:
+    """The same segments survive, with the same words: exactly on the machine that pinned them; within
+    a word error rate of 0.05 elsewhere (int8 kernels differ between CPUs), times within 0.05 s."""
+    import jiwer
+
+    folder, _, _ = episode
+    kept = read_rows(folder / "work" / "manifests" / "05-asr.jsonl")
+    got = [(r["speaker"].split(":")[1], r["start"], r["end"], r["text"]) for r in kept]
+    assert [g[0] for g in got] == [p[0] for p in EPISODE_TRANSCRIPTS]
+    assert all(
+        abs(g[1] - p[1]) <= 0.05 and abs(g[2] - p[2]) <= 0.05
+        for g, p in zip(got, EPISODE_TRANSCRIPTS, strict=True)
+    )
+    assert jiwer.wer([p[3] for p in EPISODE_TRANSCRIPTS], [g[3] for g in got]) <= 0.05
+
+
+@needs_models
+def test_batched_transcription_equals_one_clip_at_a_time(episode: tuple[Path, list[Any], str]) -> None:
+    """`transcribe_many` (one-core workers, windows decoded together) gives each clip exactly what a
+    call of its own gives: also a silent clip (nothing) and one longer than whisper's 30 s window."""
+    import numpy as np
+
+    from speechrole.agents.asr import BundledWhisper
+    from speechrole.pipeline.stages.audio import ANALYSIS_RATE, mono_at
+    from speechrole.schema import Language
+
+    folder, _, _ = episode
+    clips = [
+        mono_at(Path(r["audio_path"]), ANALYSIS_RATE)
+        for r in read_rows(folder / "work" / "manifests" / "03-segment.jsonl")
+    ]
+    clips += [np.zeros(3 * ANALYSIS_RATE, dtype=np.float32), np.concatenate(clips[:7])]
+    assert len(clips[-1]) > 30 * ANALYSIS_RATE
+    asr = BundledWhisper(workers=2, threads=1)
+    alone = [asr.transcribe_array(c, Language.EN) for c in clips]
+    assert asr.transcribe_many(clips, Language.EN) == alone
+    assert alone[-2] == "" and len(alone[-1].split()) > 20 and all(alone[:-2])
+
+
 @needs_models
 def test_episode_exports_load_as_a_benchmark_and_as_datasets(
     episode: tuple[Path, list[Any], str], tmp_path: Path
