@@ -123,24 +123,43 @@ def stepwise(
 
 class CachedLLM:
     """An LLM whose answers are kept in the pipeline's folder, keyed by the backend's description and
-    the prompt: a rerun (after a crash, or with more roles) asks only what was never answered. Only
-    answers are stored; a call that failed is asked again."""
+    the prompt: a rerun (after a crash, or with more roles) asks only what was never answered. A
+    prompt already in flight is waited for, not sent again, so that concurrency never costs more
+    calls. Only answers are stored; a call that failed is asked again."""
 
     def __init__(self, llm: Any, path: Any) -> None:
+        import threading
+
         from speechrole.judge.cache import JudgeCache
 
         self.llm, self.cache = llm, JudgeCache(path)
         self.identity = {k: v for k, v in llm.describe().items() if k != "api_key_env"}
         self.thread_safe = getattr(llm, "thread_safe", False)
+        self._asked: dict[str, threading.Event] = {}  # prompts in flight
+        self._lock = threading.Lock()
 
     def complete(self, messages: list[dict[str, str]]) -> str:
+        import threading
+
         from speechrole.judge.cache import cache_key
 
         key = cache_key(llm=self.identity, messages=messages)
-        if (hit := self.cache.get(key)) is not None:
+        while (hit := self.cache.get(key)) is None:
+            with self._lock:
+                waiting = self._asked.get(key)
+                if waiting is None:
+                    self._asked[key] = threading.Event()
+            if waiting is None:
+                break
+            waiting.wait()  # then the answer is cached, or the call failed and this one asks again
+        else:
             return str(hit["text"])
-        text = self.llm.complete(messages)
-        self.cache.put(key, str(self.identity.get("model", "")), "generate_dialogues", {"text": text})
+        try:
+            text = self.llm.complete(messages)
+            self.cache.put(key, str(self.identity.get("model", "")), "generate_dialogues", {"text": text})
+        finally:
+            with self._lock:
+                self._asked.pop(key).set()
         return text
 
     def describe(self) -> dict[str, Any]:
@@ -240,8 +259,12 @@ class GenerateDialogues(Stage):
             self.options.get("multi", 1)
         )
         jobs = [(row, k, kind, turns) for row in rows for k, (kind, turns) in enumerate(plan)]
+        longest_first = sorted(range(len(jobs)), key=lambda i: -jobs[i][3])  # a short tail at the end
         with ThreadPoolExecutor(max(1, min(self.concurrency, len(jobs)))) as pool:
-            return list(pool.map(lambda job: self._write(*job), jobs))
+            done = dict(
+                zip(longest_first, pool.map(lambda i: self._write(*jobs[i]), longest_first), strict=True)
+            )
+        return [done[i] for i in range(len(jobs))]
 
     def _write(self, row: Row, k: int, kind: str, turns: int) -> Row:
         """One dialogue, re-asked (with another variant) until it passes, at most `max_attempts` times."""
