@@ -16,7 +16,12 @@ def _roles(count: int) -> list[dict[str, Any]]:
         {
             "id": f"role-{i}",
             "role": f"Keeper{i}",
-            "profile": {"id": f"Keeper{i}", "name": f"Keeper{i}", "work": "The-Lighthouse", "persona": "gruff"},
+            "profile": {
+                "id": f"Keeper{i}",
+                "name": f"Keeper{i}",
+                "work": "The-Lighthouse",
+                "persona": "gruff",
+            },
             "excerpts": ["The lamp must burn all night.", "I have watched this sea for thirty years."],
             "language": "en",
             "ref_audio_path": "ref.wav",

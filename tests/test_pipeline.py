@@ -565,3 +565,15 @@ def test_a_killed_run_resumes_without_redoing_finished_rows(tmp_path: Path) -> N
     assert summary["extract"]["reused"] == 2 and summary["segment"]["reused"] == 1
     assert summary["quality"]["reused"] == logged and summary["quality"]["kept"] == 9  # the noisy take goes
     assert len({r["id"] for r in read_rows(gate)}) == len(read_rows(gate)) == 9  # no row made twice
+
+
+def test_a_stage_asking_for_more_than_the_ray_cluster_has_is_refused_not_left_waiting(tmp_path: Path) -> None:
+    from speechrole.pipeline.ray_executor import placement_problem
+
+    path = _toy(tmp_path, "  - test_lengths: {resources: {gpus: 1}}\n")
+    (stage,) = load_pipeline(path).stages
+    assert stage.resources.gpus == 1
+    why = placement_problem(stage, {"CPU": 16.0})
+    assert why and "needs 1 GPU" in why and "has 0" in why
+    assert placement_problem(stage, {"CPU": 16.0, "GPU": 1.0}) is None
+    assert "needs 1 CPU" in (placement_problem(stage, {"CPU": 0.5, "GPU": 1.0}) or "")

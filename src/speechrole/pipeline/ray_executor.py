@@ -1,7 +1,9 @@
 """The Ray Data executor: the same stages and the same manifests as the local executor, with each
 row-wise stage run as `map_batches` over an actor pool (CPUs and GPUs per stage from its
-`resources`); whole-set stages (clustering, reference selection, deduplication, export) run on the
-driver. Ray is an optional extra; stage code never imports it.
+`resources`: `- asr: {resources: {gpus: 0.5}}` puts two ASR workers on each GPU, and a stage that asks
+for more than the cluster has stops with one line instead of waiting); whole-set stages (clustering,
+reference selection, deduplication, export) run on the driver. Ray is an optional extra; stage code
+never imports it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ class _StageActor:
         rows = [json.loads(r) for r in batch["row"]]
         out = run_batch(self.stage, rows)
         return {"row": np.array([json.dumps(r, ensure_ascii=False) for r in out], dtype=object)}
+
+
+def placement_problem(stage: Stage, cluster: dict[str, float]) -> str | None:
+    """Why no worker of the stage can be placed on the cluster (Ray would wait for it forever)."""
+    wanted = {"CPU": stage.resources.cpus, "GPU": stage.resources.gpus}
+    for kind, amount in wanted.items():
+        if amount > cluster.get(kind, 0.0):
+            have = cluster.get(kind, 0.0)
+            return (
+                f"a worker needs {amount:g} {kind} (resources in the pipeline file) and the Ray cluster has "
+                f"{have:g}" + ("; remove `gpus` to run it on CPUs" if kind == "GPU" else "")
+            )
+    return None
 
 
 class RayExecutor(LocalExecutor):
@@ -81,6 +96,8 @@ class RayExecutor(LocalExecutor):
             return
         import ray
 
+        if (why := placement_problem(stage, ray.cluster_resources())) is not None:
+            raise StageError(stage.name, RuntimeError(why))
         ctx = self.pipeline.context
         data = ray.data.from_items([{"row": json.dumps(r, ensure_ascii=False)} for r in todo])
         mapped = data.map_batches(
@@ -97,7 +114,11 @@ class RayExecutor(LocalExecutor):
             num_cpus=stage.resources.cpus,
             num_gpus=stage.resources.gpus,
             memory=stage.resources.memory_gb * 2**30 if stage.resources.memory_gb else None,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(self.workers, len(todo)))),
+            # A fixed pool, every actor started at once: an autoscaling one starts with one actor and
+            # adds the next only when batches queue up, after most of a short stage is done.
+            compute=ray.data.ActorPoolStrategy(
+                size=max(1, min(self.workers, -(-len(todo) // stage.batch_size)))
+            ),
         )
         # Outputs arrive in input order, an input's rows together: an input is finished once a later
         # batch has arrived (or the stage has ended), and only then logged as done.

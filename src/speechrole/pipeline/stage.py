@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -50,6 +51,17 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         return os.cpu_count() or 1
+
+
+def parallel_map(fn: Callable[[Row], Row], rows: list[Row], threads: int) -> list[Row]:
+    """`fn` over the rows on up to `threads` threads, in order (for work that leaves the GIL: a
+    subprocess, an ONNX session per thread)."""
+    if threads <= 1 or len(rows) <= 1:
+        return [fn(r) for r in rows]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(rows))) as pool:
+        return list(pool.map(fn, rows))
 
 
 @dataclass
