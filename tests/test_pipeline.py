@@ -577,3 +577,55 @@ def test_a_stage_asking_for_more_than_the_ray_cluster_has_is_refused_not_left_wa
     assert why and "needs 1 GPU" in why and "has 0" in why
     assert placement_problem(stage, {"CPU": 16.0, "GPU": 1.0}) is None
     assert "needs 1 CPU" in (placement_problem(stage, {"CPU": 0.5, "GPU": 1.0}) or "")
+
+
+def test_plan_sizes_the_audio_stages_from_the_shipped_rates(tmp_path: Path) -> None:
+    """`data run --plan` reads the media's durations (a corrupt file is named, not counted), and its
+    total is `plan`'s for those hours on this machine's cores; the README's sizing table is the one
+    `sizing_table` makes from the shipped rates."""
+    from speechrole.pipeline.plan import duration, load_rates, plan, sizing_table, total_seconds
+    from speechrole.pipeline.stage import available_cpus
+
+    if shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe is not installed")
+    rates = load_rates()
+    assert {"extract", "vad", "diarize", "segment", "quality", "asr", "embed"} <= set(rates.stages)
+    render_episode(tmp_path)
+    path = pipeline_yaml(tmp_path)
+    result = runner.invoke(app, ["data", "run", str(path), "--plan"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "work" / "manifests").exists()  # nothing ran
+    import soundfile as sf
+
+    hours = sf.info(str(tmp_path / "episode.wav")).duration / 3600
+    stages = [s.name for s in load_pipeline(path).stages]
+    expected = duration(total_seconds(plan(stages, hours, available_cpus(), rates)))
+    assert "audio stages" in result.output and expected in result.output, result.output
+    assert "broken.mp4" in result.output and "generate_dialogues" in result.output
+    assert sizing_table(rates) in (ROOT / "README.md").read_text(encoding="utf-8")
+    ten_hours = plan(["asr"], 10, 2, rates)[0]
+    rate, setup = rates.stages["asr"]
+    assert ten_hours.seconds == pytest.approx(setup + 10 / (rate * 2) * 3600)
+
+
+@needs_models
+def test_batched_speaker_embeddings_do_not_depend_on_their_batch(
+    episode: tuple[Path, list[Any], str],
+) -> None:
+    """`embed_many` gives a clip the same vector alone or among others, in any position, and within
+    1e-5 of embedding it on its own with `embed` (resemblyzer's path)."""
+    import numpy as np
+
+    from speechrole.pipeline.stages.audio import ANALYSIS_RATE, mono_at
+    from speechrole.speakers import default_encoder
+
+    folder, _, _ = episode
+    rows = read_rows(folder / "work" / "manifests" / "03-segment.jsonl")[:5]
+    clips = [mono_at(Path(r["audio_path"]), ANALYSIS_RATE) for r in rows]
+    encoder = default_encoder()
+    together = encoder.embed_many(clips, ANALYSIS_RATE)
+    alone = encoder.embed_many(clips[2:3], ANALYSIS_RATE)[0]
+    shuffled = encoder.embed_many([clips[4], clips[2], clips[0]], ANALYSIS_RATE)[1]
+    assert np.array_equal(together[2], alone) and np.array_equal(shuffled, alone)
+    single = [encoder.embed(c, ANALYSIS_RATE) for c in clips]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(together, single, strict=True)) < 1e-5

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -28,6 +28,9 @@ def data_run(
     ] = None,
     num_shards: Annotated[int, typer.Option(min=1, help="Split the sources into this many shards.")] = 1,
     shard_index: Annotated[int, typer.Option(min=0, help="Which shard this run processes.")] = 0,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Print how long the audio stages should take, and run nothing.")
+    ] = False,
 ) -> None:
     """Run a data pipeline (resumable): per stage a progress bar, then rows kept and dropped, and why."""
     from rich.table import Table
@@ -41,6 +44,9 @@ def data_run(
         loaded = load_pipeline(pipeline)
     except DataError as exc:
         raise fail(exc.problem.describe()) from None
+    if plan:
+        print_plan(loaded, executor, workers)
+        return
     progress = LiveProgress(err)
     try:
         if executor == "ray":
@@ -92,6 +98,44 @@ def data_run(
             out.print(
                 f"evaluate an agent on it: speechrole eval --bench {folder / 'speechrole'} --agent offline"
             )
+
+
+def print_plan(loaded: Any, executor: str, workers: int) -> None:
+    """The expected time of each audio stage for this pipeline's media, on the cores the run would use."""
+    from rich.table import Table
+
+    from speechrole.pipeline.plan import duration, load_rates, media_seconds, plan, total_seconds
+    from speechrole.pipeline.stage import available_cpus
+
+    seconds, unreadable = media_seconds([Path(r["media_path"]) for r in loaded.sources])
+    rates = load_rates()
+    if executor == "ray":
+        cores = workers * max(1, round(max(s.resources.cpus for s in loaded.stages)))
+        on = f"Ray, {workers} workers ({cores} cores)"
+    else:
+        cores, on = available_cpus(), f"the local executor, {available_cpus()} cores"
+    plans = plan([s.name for s in loaded.stages], seconds / 3600, cores, rates)
+    table = Table(
+        title=f"{loaded.name}: {len(loaded.sources)} media files, {duration(seconds)} of audio, on {on}",
+        title_justify="left",
+    )
+    for col in ("stage", "h of audio / CPU-h", "setup s", "expected"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for p in plans:
+        if p.seconds is None:
+            continue
+        table.add_row(p.stage, f"{p.hours_per_cpu_hour:g}", f"{p.setup_s:g}", duration(p.seconds))
+    table.add_row("audio stages", "", "", duration(total_seconds(plans)))
+    out.print(table)
+    later = [p.stage for p in plans if p.seconds is None]
+    if later:
+        out.print(f"not planned (they scale with roles and dialogues, not hours): {', '.join(later)}")
+    out.print(
+        f"rates: {rates.measured_with} on {rates.cores} cores ({rates.audio_s:g} s of synthetic speech); "
+        "more cores are assumed to work as those did"
+    )
+    for path in unreadable:
+        err.print(f"[yellow]ffprobe could not read {escape(path)}: not counted[/]")
 
 
 @data_app.command("example")

@@ -146,6 +146,11 @@ class _Encoder:
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         return self.encoder.embed(audio, ANALYSIS_RATE)
 
+    def many(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """Embeddings of many 16 kHz clips, batched when the encoder can."""
+        batched = getattr(self.encoder, "embed_many", None)
+        return batched(audios, ANALYSIS_RATE) if batched else [self(a) for a in audios]
+
 
 def cluster(vectors: np.ndarray, threshold: float) -> np.ndarray:
     """Agglomerative clustering on cosine distance (average linkage); labels 0..k-1 by first appearance."""
@@ -191,6 +196,7 @@ class Diarize(Stage):
     """Who speaks when: VAD regions cut into short pieces, embedded, clustered (pyannote when present)."""
 
     name = "diarize"
+    version = "2"  # pieces embedded together (embed_many)
     uses = frozenset({SPEAKER_ENCODER})
     known = frozenset({"backend", "model", "piece_s", "threshold"})
     reads = frozenset({"audio_path", "speech"})
@@ -245,7 +251,7 @@ class Diarize(Stage):
         if not pieces:
             return drop(row, "no speech piece long enough to tell the speaker (0.5 s)")
         vectors = np.stack(
-            [self.encode(audio[int(s * ANALYSIS_RATE) : int(e * ANALYSIS_RATE)]) for s, e in pieces]
+            self.encode.many([audio[int(s * ANALYSIS_RATE) : int(e * ANALYSIS_RATE)] for s, e in pieces])
         )
         labels = cluster(vectors, float(self.options.get("threshold", 0.3)))
         turns: list[list[Any]] = []
@@ -423,6 +429,7 @@ class Embed(Stage):
     """Speaker embedding of each segment (resemblyzer, bundled; 256 floats, L2-normalised)."""
 
     name = "embed"
+    version = "2"  # segments embedded together (embed_many)
     uses = frozenset({SPEAKER_ENCODER})
     reads = frozenset({"audio_path"})
     writes = frozenset({"embedding", "embedder"})
@@ -435,13 +442,8 @@ class Embed(Stage):
         self.encode = _Encoder(ctx.config)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
+        vectors = self.encode.many([mono_at(Path(r["audio_path"]), ANALYSIS_RATE) for r in rows])
         return [
-            {
-                **row,
-                "embedding": [
-                    round(float(x), 5) for x in self.encode(mono_at(Path(row["audio_path"]), ANALYSIS_RATE))
-                ],
-                "embedder": self.encode.name,
-            }
-            for row in rows
+            {**row, "embedding": [round(float(x), 5) for x in vector], "embedder": self.encode.name}
+            for row, vector in zip(rows, vectors, strict=True)
         ]
