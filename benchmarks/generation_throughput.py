@@ -19,27 +19,8 @@ from typing import Any
 
 from speechrole.devtools.judge_stand_in import JudgeServer
 from speechrole.pipeline import Context
+from speechrole.pipeline.example import synthetic_roles
 from speechrole.pipeline.stages.dialogues import GenerateDialogues
-
-
-def roles(count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": f"role-{i}",
-            "role": f"Keeper{i}",
-            "profile": {
-                "id": f"Keeper{i}",
-                "name": f"Keeper{i}",
-                "work": "The-Lighthouse",
-                "persona": "gruff",
-            },
-            "excerpts": ["The lamp must burn all night.", "I have watched this sea for thirty years."],
-            "language": "en",
-            "ref_audio_path": "ref.wav",
-            "ref_text": "I keep the light.",
-        }
-        for i in range(count)
-    ]
 
 
 def generate(
@@ -65,7 +46,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16", help="comma-separated; the first is the baseline")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    rows = roles(args.roles)
+    rows = synthetic_roles(args.roles)
     print(
         f"{args.roles} roles x 3 dialogues (2 single, 1 of 2 exchanges), stepwise; server latency {args.latency} s"
     )

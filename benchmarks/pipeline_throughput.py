@@ -125,13 +125,13 @@ def report_ray(
     counts = sorted(ray)
     names = [s.name for s in local]
     seconds = {k: {s.name: s.seconds for s in ray[k]} for k in counts}
+    for k in counts:
+        seconds[k]["all stages"] = sum(seconds[k].values())
     print("\nRay executor: seconds per stage (actor start and model loading included), h/CPU-h")
     head = "".join(f"{f'{k} w s':>9}" for k in counts) + "".join(f"{f'{k} w h/CPU-h':>14}" for k in counts)
     print(f"{'stage':<20}{head}")
     for name in [*names, "all stages"]:
-        t = {
-            k: seconds[k].get(name, 0.0) if name != "all stages" else sum(seconds[k].values()) for k in counts
-        }
+        t = {k: seconds[k].get(name, 0.0) for k in counts}
         cells = "".join(f"{t[k]:>9.1f}" for k in counts)
         cells += "".join(f"{rate(hours, t[k], min(k, cores)):>14.1f}" for k in counts)
         print(f"{name:<20}{cells}")
@@ -139,10 +139,7 @@ def report_ray(
         print("\nspeed-up over 1 worker (parallel efficiency = speed-up / workers)")
         print(f"{'stage':<20}" + "".join(f"{f'{k} workers':>18}" for k in counts[1:]))
         for name in [*names, "all stages"]:
-            t = {
-                k: seconds[k].get(name, 0.0) if name != "all stages" else sum(seconds[k].values())
-                for k in counts
-            }
+            t = {k: seconds[k].get(name, 0.0) for k in counts}
             cells = "".join(
                 f"{t[1] / t[k]:>9.2f}x ({t[1] / t[k] / k:>4.0%})" if t[k] else f"{'-':>18}"
                 for k in counts[1:]

@@ -7,35 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from speechrole.pipeline import Context
+from speechrole.pipeline.example import synthetic_roles
 from speechrole.pipeline.stages.dialogues import GenerateDialogues
 from tests.judge_server import JudgeServer
-
-
-def _roles(count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": f"role-{i}",
-            "role": f"Keeper{i}",
-            "profile": {
-                "id": f"Keeper{i}",
-                "name": f"Keeper{i}",
-                "work": "The-Lighthouse",
-                "persona": "gruff",
-            },
-            "excerpts": ["The lamp must burn all night.", "I have watched this sea for thirty years."],
-            "language": "en",
-            "ref_audio_path": "ref.wav",
-            "ref_text": "I keep the light.",
-        }
-        for i in range(count)
-    ]
 
 
 def _generate(server: JudgeServer, work: Path, concurrency: int) -> list[dict[str, Any]]:
     stage = GenerateDialogues(llm=f"openai:stand-in@{server.base_url}", concurrency=concurrency)
     stage.setup(Context(work, {}))
     try:
-        return stage.process_batch(_roles(4))
+        return stage.process_batch(synthetic_roles(4))
     finally:
         stage.teardown()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -152,3 +153,25 @@ stages:
     path = folder / "pipeline.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def synthetic_roles(count: int) -> list[dict[str, Any]]:
+    """Rows as `select_reference` hands them to `generate_dialogues`: `count` lighthouse keepers, for
+    exercising dialogue writing without audio (tests and `benchmarks/generation_throughput.py`)."""
+    return [
+        {
+            "id": f"role-{i}",
+            "role": f"Keeper{i}",
+            "profile": {
+                "id": f"Keeper{i}",
+                "name": f"Keeper{i}",
+                "work": "The-Lighthouse",
+                "persona": "gruff",
+            },
+            "excerpts": ["The lamp must burn all night.", "I have watched this sea for thirty years."],
+            "language": "en",
+            "ref_audio_path": "ref.wav",
+            "ref_text": "I keep the light.",
+        }
+        for i in range(count)
+    ]

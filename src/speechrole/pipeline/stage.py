@@ -16,11 +16,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from speechrole.registry import Registry
 
 Row = dict[str, Any]
+T = TypeVar("T")
+U = TypeVar("U")
 DROP = "_drop"  # a row returned with this key is dropped, for the reason it holds
 
 
@@ -53,15 +55,15 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def parallel_map(fn: Callable[[Row], Row], rows: list[Row], threads: int) -> list[Row]:
-    """`fn` over the rows on up to `threads` threads, in order (for work that leaves the GIL: a
-    subprocess, an ONNX session per thread)."""
-    if threads <= 1 or len(rows) <= 1:
-        return [fn(r) for r in rows]
+def parallel_map(fn: Callable[[T], U], items: list[T], threads: int) -> list[U]:
+    """`fn` over the items on up to `threads` threads, results in order (for work that leaves the GIL:
+    a subprocess, an ONNX session per thread, a request to a server)."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(min(threads, len(rows))) as pool:
-        return list(pool.map(fn, rows))
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from speechrole.pipeline.stage import Context, Resources, Row, Stage, drop, register, row_id
+from speechrole.pipeline.stage import Context, Resources, Row, Stage, drop, parallel_map, register, row_id
 
 
 class GeneratedTurn(BaseModel):
@@ -252,18 +252,14 @@ class GenerateDialogues(Stage):
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         """Every dialogue of every role in the batch, `concurrency` at a time, in a fixed order."""
-        from concurrent.futures import ThreadPoolExecutor
-
         multi = int(self.options.get("multi_turns", 2))
         plan = [("single", 1)] * int(self.options.get("single", 2)) + [("multi", multi)] * int(
             self.options.get("multi", 1)
         )
         jobs = [(row, k, kind, turns) for row in rows for k, (kind, turns) in enumerate(plan)]
         longest_first = sorted(range(len(jobs)), key=lambda i: -jobs[i][3])  # a short tail at the end
-        with ThreadPoolExecutor(max(1, min(self.concurrency, len(jobs)))) as pool:
-            done = dict(
-                zip(longest_first, pool.map(lambda i: self._write(*jobs[i]), longest_first), strict=True)
-            )
+        written = parallel_map(lambda i: self._write(*jobs[i]), longest_first, self.concurrency)
+        done = dict(zip(longest_first, written, strict=True))
         return [done[i] for i in range(len(jobs))]
 
     def _write(self, row: Row, k: int, kind: str, turns: int) -> Row:
